@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func cmdRun(args []string, stdin io.Reader, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (- for standard input)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	cfg, err := loadConfig(*path, stdin)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	ctx, stop := signalContext(log)
+	defer stop()
+
+	svc, err := newService(cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("start")
+		return 1
+	}
+	srv, err := serveHTTP(cfg.Listen, log)
+	if err != nil {
+		svc.closeUnstarted()
+		log.Error().Err(err).Msg("listen")
+		return 1
+	}
+	log.Info().Int("rules", len(svc.runners)).Str("brokers", cfg.Kafka.Brokers).Str("listen", cfg.Listen).Msg("started")
+	err = svc.run(ctx)
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	if err != nil {
+		log.Error().Err(err).Msg("stopped with errors")
+		return 1
+	}
+	log.Info().Msg("stopped")
+	return 0
+}
+
+// newLogger is a JSON logger at the named level.
+func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("bad -log-level %q", level)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// signalContext ends on the first SIGTERM or SIGINT; a second one exits at
+// once with status 1.
+func signalContext(log zerolog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		s, ok := <-ch
+		if !ok {
+			return
+		}
+		log.Info().Str("signal", s.String()).Msg("shutting down: draining in-flight events")
+		cancel()
+		if s, ok := <-ch; ok {
+			log.Warn().Str("signal", s.String()).Msg("second signal: exiting without draining")
+			os.Exit(1)
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(ch)
+		cancel()
+	}
+}
+
+// serveHTTP starts the operations listener. An empty address disables it.
+func serveHTTP(addr string, log zerolog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if addr == "" {
+		return srv, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("http server")
+		}
+	}()
+	return srv, nil
+}

@@ -1,0 +1,173 @@
+package kafka
+
+import (
+	"fmt"
+	"time"
+
+	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/rs/zerolog"
+
+	"changeprop/dispatch"
+)
+
+// ConsumerConfig configures one consumer-group member.
+type ConsumerConfig struct {
+	Brokers string
+	GroupID string
+	// Properties are librdkafka properties applied in order over the
+	// defaults (e.g. the config's kafka.consumer, then the rule's consumer).
+	Properties []map[string]string
+	Log        zerolog.Logger
+}
+
+// consumerDefaults may be overridden by configuration.
+var consumerDefaults = map[string]string{
+	"partition.assignment.strategy": "cooperative-sticky",
+	"enable.metrics.push":           "false",
+	"session.timeout.ms":            "45000",
+	"max.poll.interval.ms":          "300000",
+	"client.id":                     "changeprop",
+}
+
+// Consumer is a dispatch.Source over a librdkafka consumer. Like the Source
+// contract says, it is used from one goroutine only.
+type Consumer struct {
+	c   *ck.Consumer
+	rl  dispatch.RebalanceListener
+	log zerolog.Logger
+	tps []ck.TopicPartition // scratch for Pause/Resume/Commit
+}
+
+// NewConsumer creates the client; it joins the group on Subscribe.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	cm := configMap(consumerDefaults, cfg.Properties, map[string]string{
+		"bootstrap.servers": cfg.Brokers,
+		"group.id":          cfg.GroupID,
+		// Offsets are committed by dispatch, only up to finished events.
+		"enable.auto.commit":       "false",
+		"enable.auto.offset.store": "false",
+	})
+	c, err := ck.NewConsumer(cm)
+	if err != nil {
+		return nil, fmt.Errorf("new consumer for group %s: %w", cfg.GroupID, err)
+	}
+	log := cfg.Log.With().Str("group", cfg.GroupID).Logger()
+	go forwardLogs(log, c.Logs())
+	return &Consumer{c: c, log: log}, nil
+}
+
+// Subscribe implements dispatch.Source.
+func (c *Consumer) Subscribe(topics []string, rl dispatch.RebalanceListener) error {
+	c.rl = rl
+	return c.c.SubscribeTopics(topics, c.rebalance)
+}
+
+// rebalance runs inside Poll (or Close). It tells the listener first and
+// then lets the library apply the change (incrementally under the
+// cooperative protocol).
+func (c *Consumer) rebalance(kc *ck.Consumer, ev ck.Event) error {
+	if c.rl == nil {
+		return nil
+	}
+	switch e := ev.(type) {
+	case ck.AssignedPartitions:
+		c.rl.Assigned(fromKafka(e.Partitions))
+	case ck.RevokedPartitions:
+		c.rl.Revoked(fromKafka(e.Partitions), kc.AssignmentLost())
+	}
+	return nil
+}
+
+// Poll implements dispatch.Source.
+func (c *Consumer) Poll(timeout time.Duration) (*dispatch.Message, error) {
+	switch e := c.c.Poll(int(timeout / time.Millisecond)).(type) {
+	case *ck.Message:
+		if e.TopicPartition.Error != nil {
+			return nil, fmt.Errorf("fetch %s/%d: %w", topicName(e.TopicPartition), e.TopicPartition.Partition, e.TopicPartition.Error)
+		}
+		return &dispatch.Message{
+			TopicPartition: dispatch.TopicPartition{Topic: topicName(e.TopicPartition), Partition: e.TopicPartition.Partition},
+			Offset:         int64(e.TopicPartition.Offset),
+			Key:            e.Key,
+			Value:          e.Value,
+			Timestamp:      e.Timestamp,
+		}, nil
+	case ck.Error:
+		if e.IsFatal() {
+			return nil, fmt.Errorf("%w: %w", dispatch.ErrFatal, e)
+		}
+		return nil, e
+	default:
+		return nil, nil
+	}
+}
+
+// Pause implements dispatch.Source.
+func (c *Consumer) Pause(tps []dispatch.TopicPartition) error {
+	return c.c.Pause(c.toKafka(tps))
+}
+
+// Resume implements dispatch.Source.
+func (c *Consumer) Resume(tps []dispatch.TopicPartition) error {
+	return c.c.Resume(c.toKafka(tps))
+}
+
+// Commit implements dispatch.Source: a synchronous commit that fails if any
+// partition's commit failed.
+func (c *Consumer) Commit(offsets []dispatch.Offset) error {
+	list := make([]ck.TopicPartition, len(offsets))
+	for i, o := range offsets {
+		t := o.Topic
+		list[i] = ck.TopicPartition{Topic: &t, Partition: o.Partition, Offset: ck.Offset(o.Offset)}
+	}
+	res, err := c.c.CommitOffsets(list)
+	if err != nil {
+		return fmt.Errorf("commit %d partitions: %w", len(offsets), err)
+	}
+	for _, tp := range res {
+		if tp.Error != nil {
+			return fmt.Errorf("commit %s/%d at %d: %w", topicName(tp), tp.Partition, tp.Offset, tp.Error)
+		}
+	}
+	return nil
+}
+
+// HighWatermark implements dispatch.Source from the client's cached
+// watermarks (updated by fetches), without a request.
+func (c *Consumer) HighWatermark(tp dispatch.TopicPartition) (int64, bool) {
+	_, high, err := c.c.GetWatermarkOffsets(tp.Topic, tp.Partition)
+	if err != nil || high < 0 {
+		return 0, false
+	}
+	return high, true
+}
+
+// Close implements dispatch.Source. It leaves the group; the final revoke
+// reaches the listener first.
+func (c *Consumer) Close() error {
+	return c.c.Close()
+}
+
+func (c *Consumer) toKafka(tps []dispatch.TopicPartition) []ck.TopicPartition {
+	c.tps = c.tps[:0]
+	for _, tp := range tps {
+		t := tp.Topic
+		c.tps = append(c.tps, ck.TopicPartition{Topic: &t, Partition: tp.Partition})
+	}
+	return c.tps
+}
+
+func fromKafka(tps []ck.TopicPartition) []dispatch.TopicPartition {
+	out := make([]dispatch.TopicPartition, 0, len(tps))
+	for _, tp := range tps {
+		out = append(out, dispatch.TopicPartition{Topic: topicName(tp), Partition: tp.Partition})
+	}
+	return out
+}
+
+func topicName(tp ck.TopicPartition) string {
+	if tp.Topic == nil {
+		return ""
+	}
+	return *tp.Topic
+}

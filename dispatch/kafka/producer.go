@@ -1,0 +1,113 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/rs/zerolog"
+)
+
+// ProducerConfig configures the producer that writes everything changeprop
+// produces.
+type ProducerConfig struct {
+	Brokers string
+	// Properties are librdkafka properties applied over the defaults (the
+	// config's kafka.producer).
+	Properties []map[string]string
+	Log        zerolog.Logger
+}
+
+var producerDefaults = map[string]string{
+	"enable.idempotence":  "true",
+	"acks":                "all",
+	"linger.ms":           "5",
+	"compression.type":    "snappy",
+	"enable.metrics.push": "false",
+	"client.id":           "changeprop",
+}
+
+// Producer writes messages and reports each one's acknowledgement. It is
+// safe for concurrent use.
+type Producer struct {
+	p    *ck.Producer
+	log  zerolog.Logger
+	done chan struct{}
+}
+
+// NewProducer creates an idempotent (acks=all) producer.
+func NewProducer(cfg ProducerConfig) (*Producer, error) {
+	cm := configMap(producerDefaults, cfg.Properties, map[string]string{
+		"bootstrap.servers": cfg.Brokers,
+	})
+	p, err := ck.NewProducer(cm)
+	if err != nil {
+		return nil, fmt.Errorf("new producer: %w", err)
+	}
+	pr := &Producer{p: p, log: cfg.Log, done: make(chan struct{})}
+	go forwardLogs(cfg.Log, p.Logs())
+	go pr.reports()
+	return pr, nil
+}
+
+// reports drains the delivery reports, always: Flush counts unread reports
+// as outstanding.
+func (p *Producer) reports() {
+	defer close(p.done)
+	for ev := range p.p.Events() {
+		switch e := ev.(type) {
+		case *ck.Message:
+			if cb, ok := e.Opaque.(func(error)); ok {
+				cb(e.TopicPartition.Error)
+			}
+		case ck.Error:
+			p.log.Warn().Err(e).Bool("fatal", e.IsFatal()).Msg("producer")
+		}
+	}
+}
+
+// ProduceAsync queues a message; done is called with its acknowledgement
+// (nil) or failure from the delivery-report goroutine. A partition < 0 lets
+// the partitioner choose from the key.
+func (p *Producer) ProduceAsync(topic string, partition int32, key, value []byte, done func(error)) error {
+	if partition < 0 {
+		partition = ck.PartitionAny
+	}
+	err := p.p.Produce(&ck.Message{
+		TopicPartition: ck.TopicPartition{Topic: &topic, Partition: partition},
+		Key:            key,
+		Value:          value,
+		Opaque:         done,
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("produce to %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Produce writes one message and waits until it is acknowledged or ctx ends.
+func (p *Producer) Produce(ctx context.Context, topic string, key, value []byte) error {
+	res := make(chan error, 1)
+	if err := p.ProduceAsync(topic, -1, key, value, func(err error) { res <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-res:
+		if err != nil {
+			return fmt.Errorf("produce to %s: %w", topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("produce to %s: %w", topic, context.Cause(ctx))
+	}
+}
+
+// Close waits up to timeout for queued messages, then closes the client.
+func (p *Producer) Close(timeout time.Duration) {
+	if n := p.p.Flush(int(timeout / time.Millisecond)); n > 0 {
+		p.log.Warn().Int("unsent", n).Msg("producer closed with messages unsent")
+	}
+	p.p.Close()
+	<-p.done
+}

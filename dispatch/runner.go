@@ -1,0 +1,427 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"changeprop/rules"
+)
+
+// RunnerConfig is what one rule's Runner needs. Zero durations take the
+// defaults noted on each field.
+type RunnerConfig struct {
+	Rule   *rules.Rule
+	Topics []string // the subscription, dc prefix applied; "^..." entries are regexes
+	// ExcludeTopics are topic names (dc prefix applied) whose events are
+	// consumed and committed without being handled.
+	ExcludeTopics   []string
+	Source          Source
+	Sender          Sender
+	UserAgent       string
+	CommitInterval  time.Duration // default 1s
+	ShutdownTimeout time.Duration // default 30s: how long in-flight events may finish after Run's context ends
+	RevokeTimeout   time.Duration // default 10s: how long in-flight events of revoked partitions may finish
+	Log             zerolog.Logger
+}
+
+// Runner consumes for one rule. Run owns the Source: every Source call, the
+// partition table and the offset trackers live on Run's goroutine. Each event
+// is handled on a goroutine of its own, which reports back over a channel.
+type Runner struct {
+	cfg     RunnerConfig
+	h       *handler
+	stats   Stats
+	workCtx context.Context
+	cancel  context.CancelCauseFunc
+
+	// Owned by Run's goroutine.
+	parts       map[TopicPartition]*partition
+	order       []*partition // assigned partitions, for round-robin starts
+	rr          int
+	inflight    int
+	completions chan completion
+	limit       int // rule-wide in-flight cap
+	partLimit   int // per-partition in-flight cap
+	draining    bool
+}
+
+// partition is the poll goroutine's state for one assigned partition.
+type partition struct {
+	tp        TopicPartition
+	track     *offsetTracker
+	queue     []*Message // read, not yet started; in offset order
+	inflight  int
+	paused    bool
+	committed int64 // last offset committed by this runner, -1 before
+	gone      bool  // revoked: late completions are ignored
+}
+
+type completion struct {
+	p      *partition
+	offset int64
+	out    outcome
+}
+
+// NewRunner returns a Runner for cfg.
+func NewRunner(cfg RunnerConfig) *Runner {
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.RevokeTimeout <= 0 {
+		cfg.RevokeTimeout = 10 * time.Second
+	}
+	excluded := make(map[string]bool, len(cfg.ExcludeTopics))
+	for _, t := range cfg.ExcludeTopics {
+		excluded[t] = true
+	}
+	limit := max(cfg.Rule.Concurrency, 1)
+	partLimit := cfg.Rule.PartitionConcurrency
+	if partLimit <= 0 || partLimit > limit {
+		partLimit = limit
+	}
+	log := cfg.Log.With().Str("rule", cfg.Rule.Name).Logger()
+	cfg.Log = log
+	workCtx, cancel := context.WithCancelCause(context.Background())
+	return &Runner{
+		cfg:         cfg,
+		h:           &handler{rule: cfg.Rule, sender: cfg.Sender, userAgent: cfg.UserAgent, excluded: excluded, log: log},
+		workCtx:     workCtx,
+		cancel:      cancel,
+		parts:       make(map[TopicPartition]*partition),
+		completions: make(chan completion, limit),
+		limit:       limit,
+		partLimit:   partLimit,
+	}
+}
+
+// Name is the rule's name.
+func (r *Runner) Name() string { return r.cfg.Rule.Name }
+
+// Stats are the rule's counters.
+func (r *Runner) Stats() *Stats { return &r.stats }
+
+// pollWait bounds how long the loop waits for a completion while it cannot
+// take more work; Poll is called at least this often, far below
+// max.poll.interval.ms.
+const pollWait = 50 * time.Millisecond
+
+// Run subscribes and consumes until ctx ends, then stops reading, lets
+// in-flight events finish (bounded by ShutdownTimeout), commits and closes
+// the Source. It returns nil after a clean shutdown.
+func (r *Runner) Run(ctx context.Context) error {
+	defer r.cancel(errShutdown)
+	if err := r.cfg.Source.Subscribe(r.cfg.Topics, r); err != nil {
+		_ = r.cfg.Source.Close()
+		return fmt.Errorf("rule %s: subscribe %v: %w", r.Name(), r.cfg.Topics, err)
+	}
+	r.cfg.Log.Info().Strs("topics", r.cfg.Topics).Int("concurrency", r.limit).Msg("subscribed")
+	commitAt := time.Now().Add(r.cfg.CommitInterval)
+	wait := time.NewTimer(pollWait)
+	defer wait.Stop()
+	for ctx.Err() == nil {
+		r.drainCompletions()
+		timeout := 100 * time.Millisecond
+		if r.inflight >= r.limit {
+			// Full: every partition with work waiting is paused. Wait for a
+			// slot, but come back to Poll soon to serve the group.
+			wait.Reset(pollWait)
+			select {
+			case c := <-r.completions:
+				r.complete(c)
+			case <-wait.C:
+			case <-ctx.Done():
+			}
+			timeout = 0
+		}
+		msg, err := r.cfg.Source.Poll(timeout)
+		if err != nil {
+			if errors.Is(err, ErrFatal) {
+				r.shutdown()
+				return fmt.Errorf("rule %s: %w", r.Name(), err)
+			}
+			r.cfg.Log.Warn().Err(err).Msg("consumer")
+		}
+		if msg != nil {
+			r.accept(msg)
+		}
+		if now := time.Now(); !now.Before(commitAt) {
+			r.commit(nil)
+			commitAt = now.Add(r.cfg.CommitInterval)
+		}
+	}
+	return r.shutdown()
+}
+
+// accept queues a message read from its partition and starts what fits.
+func (r *Runner) accept(m *Message) {
+	p := r.parts[m.TopicPartition]
+	if p == nil {
+		// Not assigned (a stale fetch around a rebalance): the owner reads it.
+		return
+	}
+	if p.track.last >= 0 && m.Offset <= p.track.last {
+		return // already read
+	}
+	r.stats.Consumed.Add(1)
+	p.track.add(m.Offset)
+	p.queue = append(p.queue, m)
+	r.startFrom(p)
+	if len(p.queue) > 0 {
+		r.pause(p)
+	}
+}
+
+// startFrom starts queued events of p, then of other partitions in turn,
+// while the rule and partition caps allow.
+func (r *Runner) startFrom(p *partition) {
+	r.startQueued(p)
+	for i := 0; i < len(r.order) && r.inflight < r.limit; i++ {
+		q := r.order[(r.rr+i)%len(r.order)]
+		if len(q.queue) > 0 {
+			r.startQueued(q)
+		}
+	}
+	if len(r.order) > 0 {
+		r.rr = (r.rr + 1) % len(r.order)
+	}
+}
+
+func (r *Runner) startQueued(p *partition) {
+	for len(p.queue) > 0 && r.inflight < r.limit && p.inflight < r.partLimit && !r.draining {
+		m := p.queue[0]
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+		p.inflight++
+		r.inflight++
+		r.stats.InFlight.Add(1)
+		go r.work(p, m)
+	}
+	if len(p.queue) == 0 {
+		p.queue = p.queue[:0:0]
+		r.resume(p)
+	}
+}
+
+// work handles one event on its own goroutine. The completions channel holds
+// as many entries as events may be in flight, so the send never blocks.
+func (r *Runner) work(p *partition, m *Message) {
+	out := r.h.handle(r.workCtx, m)
+	r.completions <- completion{p: p, offset: m.Offset, out: out}
+}
+
+func (r *Runner) drainCompletions() {
+	for {
+		select {
+		case c := <-r.completions:
+			r.complete(c)
+		default:
+			return
+		}
+	}
+}
+
+// complete records a finished event and starts what its slot allows.
+func (r *Runner) complete(c completion) {
+	r.inflight--
+	c.p.inflight--
+	r.stats.InFlight.Add(-1)
+	switch c.out {
+	case outcomeDone:
+		r.stats.Done.Add(1)
+	case outcomeIgnored:
+		r.stats.Ignored.Add(1)
+	case outcomeFailed:
+		r.stats.Failed.Add(1)
+	case outcomeUnmatched:
+		r.stats.Unmatched.Add(1)
+	case outcomeAbandoned:
+		r.stats.Abandoned.Add(1)
+	}
+	if c.p.gone || !c.out.finished() {
+		return
+	}
+	c.p.track.done(c.offset)
+	r.startFrom(c.p)
+}
+
+func (r *Runner) pause(p *partition) {
+	if p.paused || p.gone {
+		return
+	}
+	if err := r.cfg.Source.Pause([]TopicPartition{p.tp}); err != nil {
+		r.cfg.Log.Warn().Err(err).Str("topic", p.tp.Topic).Int32("partition", p.tp.Partition).Msg("pause")
+		return
+	}
+	p.paused = true
+}
+
+func (r *Runner) resume(p *partition) {
+	if !p.paused || p.gone || r.draining {
+		return
+	}
+	if err := r.cfg.Source.Resume([]TopicPartition{p.tp}); err != nil {
+		r.cfg.Log.Warn().Err(err).Str("topic", p.tp.Topic).Int32("partition", p.tp.Partition).Msg("resume")
+		return
+	}
+	p.paused = false
+}
+
+// commit commits, for the given partitions (all when nil), the end of the
+// run of finished events where it moved since the last commit.
+func (r *Runner) commit(only []*partition) {
+	if only == nil {
+		only = r.order
+	}
+	var offs []Offset
+	var moved []*partition
+	var lag int64
+	for _, p := range only {
+		c := p.track.committable()
+		if high, ok := r.cfg.Source.HighWatermark(p.tp); ok && c >= 0 && high > c {
+			lag += high - c
+		}
+		if c >= 0 && c > p.committed {
+			offs = append(offs, Offset{TopicPartition: p.tp, Offset: c})
+			moved = append(moved, p)
+		}
+	}
+	if len(only) == len(r.order) {
+		r.stats.Lag.Store(lag)
+	}
+	if len(offs) == 0 {
+		return
+	}
+	if err := r.cfg.Source.Commit(offs); err != nil {
+		// Expected during a rebalance (e.g. ILLEGAL_GENERATION); the offsets
+		// stay uncommitted and go out with the next commit or on revoke.
+		r.cfg.Log.Warn().Err(err).Int("partitions", len(offs)).Msg("commit")
+		return
+	}
+	for i, p := range moved {
+		p.committed = offs[i].Offset
+	}
+}
+
+// Assigned implements RebalanceListener.
+func (r *Runner) Assigned(tps []TopicPartition) {
+	for _, tp := range tps {
+		if r.parts[tp] != nil {
+			continue
+		}
+		p := &partition{tp: tp, track: newOffsetTracker(), committed: -1}
+		r.parts[tp] = p
+		r.order = append(r.order, p)
+	}
+	r.cfg.Log.Info().Int("partitions", len(tps)).Int("assigned", len(r.order)).Msg("assigned")
+}
+
+// Revoked implements RebalanceListener. Unless the partitions were lost, it
+// lets their in-flight events finish (bounded by RevokeTimeout) and commits
+// them before the partitions go.
+func (r *Runner) Revoked(tps []TopicPartition, lost bool) {
+	var revoked []*partition
+	for _, tp := range tps {
+		if p := r.parts[tp]; p != nil {
+			revoked = append(revoked, p)
+		}
+	}
+	if !lost {
+		for _, p := range revoked {
+			p.queue = nil // not started: the next owner reads them
+		}
+		r.awaitIdle(revoked, time.Now().Add(r.cfg.RevokeTimeout))
+		r.commit(revoked)
+	}
+	for _, p := range revoked {
+		p.gone = true
+		delete(r.parts, p.tp)
+	}
+	kept := r.order[:0]
+	for _, p := range r.order {
+		if !p.gone {
+			kept = append(kept, p)
+		}
+	}
+	clear(r.order[len(kept):])
+	r.order = kept
+	r.rr = 0
+	r.cfg.Log.Info().Int("partitions", len(tps)).Bool("lost", lost).Int("assigned", len(r.order)).Msg("revoked")
+}
+
+// awaitIdle handles completions until none of ps has an event in flight or
+// the deadline passes.
+func (r *Runner) awaitIdle(ps []*partition, deadline time.Time) bool {
+	busy := func() bool {
+		for _, p := range ps {
+			if p.inflight > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for busy() {
+		select {
+		case c := <-r.completions:
+			r.complete(c)
+		case <-timer.C:
+			return false
+		}
+	}
+	return true
+}
+
+// shutdown stops reading, waits for in-flight events, commits and closes.
+func (r *Runner) shutdown() error {
+	r.draining = true
+	var all []TopicPartition
+	for _, p := range r.order {
+		p.queue = nil
+		all = append(all, p.tp)
+	}
+	if len(all) > 0 {
+		if err := r.cfg.Source.Pause(all); err != nil {
+			r.cfg.Log.Warn().Err(err).Msg("pause for shutdown")
+		}
+	}
+	deadline := time.Now().Add(r.cfg.ShutdownTimeout)
+	for r.inflight > 0 && time.Now().Before(deadline) {
+		// Keep serving the group while the last events finish.
+		if _, err := r.cfg.Source.Poll(0); err != nil && !errors.Is(err, ErrFatal) {
+			r.cfg.Log.Warn().Err(err).Msg("consumer")
+		}
+		r.awaitIdle(r.order, minTime(deadline, time.Now().Add(pollWait)))
+	}
+	if r.inflight > 0 {
+		r.cfg.Log.Warn().Int("inflight", r.inflight).Msg("shutdown deadline passed; abandoning in-flight events")
+		r.cancel(errShutdown)
+		// Abandoned events report back promptly once their requests are cancelled.
+		r.awaitIdle(r.order, time.Now().Add(5*time.Second))
+	}
+	r.drainCompletions()
+	r.commit(nil)
+	err := r.cfg.Source.Close()
+	r.cfg.Log.Info().Int64("done", r.stats.Finished()).Msg("stopped")
+	if err != nil {
+		return fmt.Errorf("rule %s: close consumer: %w", r.Name(), err)
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// Close releases the Source of a Runner that was never Run.
+func (r *Runner) Close() error { return r.cfg.Source.Close() }

@@ -1,0 +1,359 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"changeprop/rules"
+)
+
+// fakeSource is a Source over in-memory partitions, for tests of the
+// Runner's own logic. Poll serves the unpaused partitions in turn.
+type fakeSource struct {
+	mu        sync.Mutex
+	parts     map[TopicPartition][]*Message
+	paused    map[TopicPartition]bool
+	assigned  bool
+	rl        RebalanceListener
+	polls     int
+	commits   []Offset
+	committed map[TopicPartition]int64
+	pos       map[TopicPartition]int
+	wake      chan struct{}
+	closed    bool
+}
+
+func newFakeSource() *fakeSource {
+	return &fakeSource{
+		parts: map[TopicPartition][]*Message{}, paused: map[TopicPartition]bool{},
+		committed: map[TopicPartition]int64{}, pos: map[TopicPartition]int{}, wake: make(chan struct{}, 1),
+	}
+}
+
+func (f *fakeSource) add(tp TopicPartition, values ...string) {
+	f.mu.Lock()
+	for _, v := range values {
+		off := int64(len(f.parts[tp]))
+		f.parts[tp] = append(f.parts[tp], &Message{TopicPartition: tp, Offset: off, Value: []byte(v)})
+	}
+	f.mu.Unlock()
+}
+
+func (f *fakeSource) Subscribe(_ []string, rl RebalanceListener) error { f.rl = rl; return nil }
+
+func (f *fakeSource) Poll(timeout time.Duration) (*Message, error) {
+	if !f.assigned {
+		f.assigned = true
+		var tps []TopicPartition
+		f.mu.Lock()
+		for tp := range f.parts {
+			tps = append(tps, tp)
+		}
+		f.mu.Unlock()
+		f.rl.Assigned(tps)
+	}
+	f.mu.Lock()
+	f.polls++
+	for tp, msgs := range f.parts {
+		if f.paused[tp] {
+			continue
+		}
+		if pos := f.pos[tp]; pos < len(msgs) {
+			m := msgs[pos]
+			f.pos[tp] = pos + 1
+			f.mu.Unlock()
+			return m, nil
+		}
+	}
+	f.mu.Unlock()
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-f.wake:
+		}
+	}
+	return nil, nil
+}
+
+func (f *fakeSource) Pause(tps []TopicPartition) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, tp := range tps {
+		f.paused[tp] = true
+	}
+	return nil
+}
+
+func (f *fakeSource) Resume(tps []TopicPartition) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, tp := range tps {
+		f.paused[tp] = false
+	}
+	return nil
+}
+
+func (f *fakeSource) Commit(offs []Offset) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.commits = append(f.commits, offs...)
+	for _, o := range offs {
+		f.committed[o.TopicPartition] = o.Offset
+	}
+	return nil
+}
+
+func (f *fakeSource) HighWatermark(tp TopicPartition) (int64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int64(len(f.parts[tp])), true
+}
+
+func (f *fakeSource) Close() error {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeSource) snapshot() (polls int, paused bool, committed int64, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for tp := range f.parts {
+		paused = paused || f.paused[tp]
+		committed, ok = f.committed[tp]
+	}
+	return f.polls, paused, committed, ok
+}
+
+// gateSender holds every request until the test releases it by the
+// event's meta.id.
+type gateSender struct {
+	mu       sync.Mutex
+	gates    map[string]chan int
+	started  chan string
+	inflight int
+	maxIn    int
+}
+
+func newGateSender() *gateSender {
+	return &gateSender{gates: map[string]chan int{}, started: make(chan string, 100)}
+}
+
+func (g *gateSender) gate(id string) chan int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c, ok := g.gates[id]
+	if !ok {
+		c = make(chan int, 1)
+		g.gates[id] = c
+	}
+	return c
+}
+
+func (g *gateSender) Send(ctx context.Context, req *rules.Request) (*Response, error) {
+	id := string(req.URI[len("http://runner/job/"):])
+	g.mu.Lock()
+	g.inflight++
+	g.maxIn = max(g.maxIn, g.inflight)
+	g.mu.Unlock()
+	defer func() { g.mu.Lock(); g.inflight--; g.mu.Unlock() }()
+	g.started <- id
+	select {
+	case status := <-g.gate(id):
+		return &Response{Status: status}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func testRule(t *testing.T, concurrency int) *rules.Rule {
+	t.Helper()
+	cfg, err := rules.Load([]byte(fmt.Sprintf(`
+service_name: test
+kafka: {brokers: 127.0.0.1:1}
+rules:
+  job:
+    topic: jobs
+    concurrency: %d
+    exec:
+      method: post
+      uri: http://runner/job/{message.meta.id}
+`, concurrency)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Rules[0]
+}
+
+func jobJSON(id string) string {
+	return fmt.Sprintf(`{"meta":{"id":%q,"stream":"jobs","uri":"https://x/%s","request_id":"r-%s"},"type":"t"}`, id, id, id)
+}
+
+// waitUntil polls cond with a ticker until it holds or the test times out.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestRunnerCommitsOnlyFinishedRun checks the heart of the offset
+// discipline: with events finishing out of order, the committed offset is
+// the end of the contiguous run of finished events, never past an
+// unfinished one; when the rule is full its partition is paused while Poll
+// keeps being called.
+func TestRunnerCommitsOnlyFinishedRun(t *testing.T) {
+	src := newFakeSource()
+	tp := TopicPartition{Topic: "jobs", Partition: 0}
+	for i := range 6 {
+		src.add(tp, jobJSON(fmt.Sprint(i)))
+	}
+	snd := newGateSender()
+	r := NewRunner(RunnerConfig{
+		Rule: testRule(t, 3), Topics: []string{"jobs"}, Source: src, Sender: snd,
+		CommitInterval: time.Millisecond, Log: zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+
+	started := map[string]bool{}
+	for range 3 {
+		started[<-snd.started] = true
+	}
+	if !started["0"] || !started["1"] || !started["2"] {
+		t.Fatalf("first three started = %v, want 0, 1, 2", started)
+	}
+	polls, _, _, _ := src.snapshot()
+	waitUntil(t, "paused partition and further polls", func() bool {
+		p, paused, _, _ := src.snapshot()
+		return paused && p > polls+3
+	})
+
+	// 2 and 1 finish before 0: nothing may be committed.
+	snd.gate("2") <- 200
+	snd.gate("1") <- 200
+	// Their slots go to 3 and 4.
+	started[<-snd.started] = true
+	started[<-snd.started] = true
+	if !started["3"] || !started["4"] {
+		t.Fatalf("started = %v, want 3 and 4 too", started)
+	}
+	// Committing 0 (where reading started) is allowed; anything past it is not.
+	if _, _, c, ok := src.snapshot(); ok && c > 0 {
+		t.Fatalf("committed %d while offset 0 is unfinished", c)
+	}
+	// 0 finishes: the run 0..2 is done, 3 and 4 are in flight.
+	snd.gate("0") <- 200
+	waitUntil(t, "commit of 3", func() bool { _, _, c, ok := src.snapshot(); return ok && c == 3 })
+	for _, id := range []string{"4", "3"} {
+		snd.gate(id) <- 200
+	}
+	<-snd.started // 5
+	snd.gate("5") <- 200
+	waitUntil(t, "commit of 6", func() bool { _, _, c, ok := src.snapshot(); return ok && c == 6 })
+
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	last := int64(-1)
+	for _, c := range src.commits {
+		if c.Offset < last {
+			t.Errorf("commits went backwards: %v", src.commits)
+		}
+		last = c.Offset
+	}
+	if snd.maxIn > 3 {
+		t.Errorf("max in flight = %d, want <= 3", snd.maxIn)
+	}
+	if !src.closed {
+		t.Error("source not closed")
+	}
+	if got := r.Stats().Done.Load(); got != 6 {
+		t.Errorf("done = %d, want 6", got)
+	}
+}
+
+// TestRunnerShutdownWaitsForInFlight: on shutdown, in-flight events finish
+// and are committed; events that had not started are not.
+func TestRunnerShutdownWaitsForInFlight(t *testing.T) {
+	src := newFakeSource()
+	tp := TopicPartition{Topic: "jobs", Partition: 0}
+	for i := range 5 {
+		src.add(tp, jobJSON(fmt.Sprint(i)))
+	}
+	snd := newGateSender()
+	r := NewRunner(RunnerConfig{
+		Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: snd,
+		CommitInterval: time.Hour, ShutdownTimeout: 10 * time.Second, Log: zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	<-snd.started
+	<-snd.started
+	cancel()
+	// Still in flight after the cancel: Run must wait for them.
+	select {
+	case err := <-errc:
+		t.Fatalf("Run returned %v before in-flight events finished", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	snd.gate("0") <- 200
+	snd.gate("1") <- 200
+	if err := <-errc; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if _, _, c, ok := src.snapshot(); !ok || c != 2 {
+		t.Fatalf("committed = %d (%v), want 2", c, ok)
+	}
+}
+
+// TestRunnerShutdownDeadlineAbandons: past ShutdownTimeout, in-flight
+// events are cancelled and not committed.
+func TestRunnerShutdownDeadlineAbandons(t *testing.T) {
+	src := newFakeSource()
+	tp := TopicPartition{Topic: "jobs", Partition: 0}
+	src.add(tp, jobJSON("0"), jobJSON("1"))
+	snd := newGateSender()
+	r := NewRunner(RunnerConfig{
+		Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: snd,
+		CommitInterval: time.Hour, ShutdownTimeout: 20 * time.Millisecond, Log: zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	<-snd.started
+	<-snd.started
+	snd.gate("1") <- 200
+	waitUntil(t, "1 done", func() bool { return r.Stats().Done.Load() == 1 })
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if _, _, c, ok := src.snapshot(); ok && c > 0 {
+		t.Fatalf("committed %d although offset 0 was abandoned", c)
+	}
+	if got := r.Stats().Abandoned.Load(); got != 1 {
+		t.Fatalf("abandoned = %d, want 1", got)
+	}
+}

@@ -1,0 +1,352 @@
+package testkit
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+)
+
+// JobSchema is the $schema of MediaWiki job events.
+const JobSchema = "/mediawiki/job/1.0.0"
+
+// JobTopic returns the topic, and stream name, of jobs of jobType.
+func JobTopic(jobType string) string { return "mediawiki.job." + jobType }
+
+// dtLayout is meta.dt: RFC 3339 in UTC with milliseconds.
+const dtLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// jobGenStart is where a JobGen's own clock starts.
+var jobGenStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// signatureKey signs events like EventBus does with $wgSecretKey.
+var signatureKey = []byte("changeprop-testkit-secret")
+
+type weighted[T any] struct {
+	v T
+	w int
+}
+
+// jobTypes are the job types JobGen.Next draws from, with their weights.
+// The weights follow the shape of Wikimedia production: refreshLinks
+// dominates, a long tail behind it.
+var jobTypes = []weighted[string]{
+	{"refreshLinks", 28},
+	{"htmlCacheUpdate", 14},
+	{"cirrusSearchLinksUpdate", 14},
+	{"cdnPurge", 8},
+	{"cirrusSearchElasticaWrite", 8},
+	{"recentChangesUpdate", 6},
+	{"wikibase-addUsagesForPage", 6},
+	{"ParsoidCachePrewarm", 6},
+	{"categoryMembershipChange", 5},
+	{"RecordLintJob", 3},
+	{"enotifNotify", 2},
+}
+
+type wiki struct{ db, domain string }
+
+var wikis = []weighted[wiki]{
+	{wiki{"enwiki", "en.wikipedia.org"}, 34},
+	{wiki{"wikidatawiki", "www.wikidata.org"}, 15},
+	{wiki{"commonswiki", "commons.wikimedia.org"}, 12},
+	{wiki{"dewiki", "de.wikipedia.org"}, 8},
+	{wiki{"frwiki", "fr.wikipedia.org"}, 6},
+	{wiki{"eswiki", "es.wikipedia.org"}, 4},
+	{wiki{"jawiki", "ja.wikipedia.org"}, 4},
+	{wiki{"ruwiki", "ru.wikipedia.org"}, 3},
+	{wiki{"itwiki", "it.wikipedia.org"}, 3},
+	{wiki{"plwiki", "pl.wikipedia.org"}, 2},
+	{wiki{"ptwiki", "pt.wikipedia.org"}, 2},
+	{wiki{"zhwiki", "zh.wikipedia.org"}, 2},
+	{wiki{"enwiktionary", "en.wiktionary.org"}, 2},
+	{wiki{"nlwiki", "nl.wikipedia.org"}, 1},
+	{wiki{"metawiki", "meta.wikimedia.org"}, 1},
+}
+
+// JobTypes returns the job types Next draws from, most frequent first.
+func JobTypes() []string {
+	out := make([]string, len(jobTypes))
+	for i, t := range jobTypes {
+		out[i] = t.v
+	}
+	return out
+}
+
+var titleWords = []string{
+	"History", "Battle", "River", "List", "Albert", "Einstein", "Paris", "Football", "Season",
+	"Church", "Station", "Railway", "Album", "Film", "Village", "County", "Election", "University",
+	"Mountain", "Island", "Symphony", "Bridge", "Castle", "Library", "Museum", "Airport", "Lake",
+}
+
+// JobGen generates realistic MediaWiki job events. The same seed gives
+// the same sequence of events. It is safe for concurrent use (the order
+// then depends on the callers).
+type JobGen struct {
+	// Now stamps meta.dt and the derived timestamps. Nil means the
+	// generator's own clock: 2026-01-01T00:00:00Z, advancing 1–20 ms per
+	// event, so output depends on the seed only. Dev mode sets time.Now.
+	Now func() time.Time
+	// DelayRate is the share of events given a delay_until 1–60 s after
+	// their dt (delayed jobs). 0 means none.
+	DelayRate float64
+
+	mu    sync.Mutex
+	rand  *rand.Rand
+	clock time.Time
+}
+
+// NewJobGen returns a generator seeded with seed.
+func NewJobGen(seed int64) *JobGen {
+	return &JobGen{
+		rand:  rand.New(rand.NewPCG(uint64(seed), 0x6a6f6267656e)),
+		clock: jobGenStart,
+	}
+}
+
+// Next returns an event of a job type drawn from the skewed distribution,
+// and its topic "mediawiki.job.<type>".
+func (g *JobGen) Next() (topic string, value []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	jobType := pick(g.rand, jobTypes)
+	return JobTopic(jobType), g.event(jobType)
+}
+
+// NextOfType returns an event of jobType, on a wiki drawn from the skewed
+// distribution. Unknown types get the common params only.
+func (g *JobGen) NextOfType(jobType string) []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.event(jobType)
+}
+
+type jobEvent struct {
+	Schema     string         `json:"$schema"`
+	Meta       jobMeta        `json:"meta"`
+	Database   string         `json:"database"`
+	Type       string         `json:"type"`
+	Params     map[string]any `json:"params"`
+	SHA1       string         `json:"sha1,omitempty"`
+	RootEvent  *rootEvent     `json:"root_event,omitempty"`
+	DelayUntil string         `json:"delay_until,omitempty"`
+	Signature  string         `json:"mediawiki_signature,omitempty"`
+}
+
+type jobMeta struct {
+	URI       string `json:"uri"`
+	RequestID string `json:"request_id"`
+	ID        string `json:"id"`
+	DT        string `json:"dt"`
+	Domain    string `json:"domain"`
+	Stream    string `json:"stream"`
+}
+
+type rootEvent struct {
+	Signature string `json:"signature"`
+	DT        string `json:"dt"`
+}
+
+// event builds one event; g.mu is held.
+func (g *JobGen) event(jobType string) []byte {
+	r := g.rand
+	now := g.now()
+	w := pick(r, wikis)
+	ns, title := g.page(w.db)
+	reqID := uuid(r)
+
+	params := map[string]any{"namespace": ns, "title": title, "requestId": reqID}
+	dedupe := true
+	root := false
+	switch jobType {
+	case "refreshLinks":
+		params["causeAction"] = pickOf(r, "edit-page", "page-edit", "update-page", "api-purge")
+		params["causeAgent"] = pickOf(r, "unknown", "ExampleUser", "InternetArchiveBot")
+		params["isOpportunistic"] = r.IntN(4) == 0
+		params["pageId"] = 1 + r.IntN(70_000_000)
+		root = true
+	case "htmlCacheUpdate":
+		params["table"] = pickOf(r, "templatelinks", "pagelinks", "imagelinks", "categorylinks")
+		params["recursive"] = true
+		params["causeAction"] = "page-edit"
+		params["causeAgent"] = "unknown"
+		root = true
+	case "cirrusSearchLinksUpdate":
+		params["prioritize"] = r.IntN(5) == 0
+		params["cluster"] = nil
+		params["update_kind"] = pickOf(r, "page_change", "page_refresh", "rerender")
+		params["root_event_time"] = now.Unix()
+	case "recentChangesUpdate":
+		params["namespace"] = -1
+		params["title"] = "RecentChanges"
+		params["type"] = pickOf(r, "cacheUpdate", "purge")
+	case "cdnPurge":
+		dedupe = false
+		params["urls"] = []string{
+			"https://" + w.domain + "/wiki/" + title,
+			"https://" + w.domain + "/w/index.php?title=" + title + "&action=history",
+		}
+	case "cirrusSearchElasticaWrite":
+		dedupe = false
+		params["method"] = "sendData"
+		params["cluster"] = pickOf(r, "eqiad", "codfw", "cloudelastic")
+		params["update_group"] = "page"
+		params["retryCount"] = 0
+	case "wikibase-addUsagesForPage":
+		params["pageId"] = 1 + r.IntN(70_000_000)
+		params["usages"] = []map[string]string{
+			{"entityId": fmt.Sprintf("Q%d", 1+r.IntN(120_000_000)), "aspect": pickOf(r, "S", "L.en", "T", "O", "C")},
+		}
+	case "ParsoidCachePrewarm":
+		params["pageId"] = 1 + r.IntN(70_000_000)
+		params["revId"] = 1 + r.IntN(1_300_000_000)
+		params["causeAction"] = "edit"
+		params["options"] = map[string]any{}
+	case "categoryMembershipChange":
+		params["pageId"] = 1 + r.IntN(70_000_000)
+		params["revTimestamp"] = now.Add(-time.Duration(r.IntN(60)) * time.Second).Format("20060102150405")
+	case "RecordLintJob":
+		dedupe = false
+		params["revision"] = 1 + r.IntN(1_300_000_000)
+		params["errors"] = []any{}
+	case "enotifNotify":
+		dedupe = false
+		params["editor"] = "ExampleUser"
+		params["editorID"] = 1 + r.IntN(40_000_000)
+		params["timestamp"] = now.Format("20060102150405")
+		params["summary"] = "copyedit"
+		params["minorEdit"] = false
+		params["oldid"] = 1 + r.IntN(1_300_000_000)
+		params["watchers"] = []int{1 + r.IntN(40_000_000)}
+		params["pageStatus"] = "changed"
+	}
+
+	ev := jobEvent{
+		Schema: JobSchema,
+		Meta: jobMeta{
+			URI:       "https://" + w.domain + "/wiki/Special:Badtitle/JobSpecification",
+			RequestID: reqID,
+			ID:        uuid(r),
+			DT:        now.Format(dtLayout),
+			Domain:    w.domain,
+			Stream:    JobTopic(jobType),
+		},
+		Database: w.db,
+		Type:     jobType,
+		Params:   params,
+	}
+	if dedupe {
+		// Like MediaWiki: the hash of what makes two jobs the same work.
+		ev.SHA1 = sha1Hex(jobType, w.db, ns, title, params["table"], params["type"])
+	}
+	if root {
+		sig := sha1Hex("root", jobType, w.db, ns, title)
+		rootDT := now.Add(-time.Duration(r.IntN(300_000)) * time.Millisecond)
+		ev.RootEvent = &rootEvent{Signature: sig, DT: rootDT.Format(time.RFC3339)}
+		params["rootJobSignature"] = sig
+		params["rootJobTimestamp"] = rootDT.Format("20060102150405")
+	}
+	if g.DelayRate > 0 && r.Float64() < g.DelayRate {
+		ev.DelayUntil = now.Add(time.Duration(1+r.IntN(60)) * time.Second).Format(time.RFC3339)
+	}
+
+	unsigned, err := json.Marshal(ev)
+	if err != nil {
+		panic(fmt.Sprintf("testkit: marshal job event: %v", err)) // only plain types above
+	}
+	mac := hmac.New(sha1.New, signatureKey)
+	mac.Write(unsigned)
+	ev.Signature = hex.EncodeToString(mac.Sum(nil))
+	out, err := json.Marshal(ev)
+	if err != nil {
+		panic(fmt.Sprintf("testkit: marshal job event: %v", err))
+	}
+	return out
+}
+
+// now returns the event time; g.mu is held.
+func (g *JobGen) now() time.Time {
+	if g.Now != nil {
+		return g.Now().UTC()
+	}
+	g.clock = g.clock.Add(time.Duration(1+g.rand.IntN(20)) * time.Millisecond)
+	return g.clock
+}
+
+// page draws a namespace and title that fit the wiki.
+func (g *JobGen) page(db string) (int, string) {
+	r := g.rand
+	switch db {
+	case "wikidatawiki":
+		if r.IntN(10) == 0 {
+			return 120, fmt.Sprintf("Property:P%d", 1+r.IntN(12_000))
+		}
+		return 0, fmt.Sprintf("Q%d", 1+r.IntN(120_000_000))
+	case "commonswiki":
+		if r.IntN(5) != 0 {
+			return 6, fmt.Sprintf("File:%s_%s_%d.jpg", pickOf(r, titleWords...), pickOf(r, titleWords...), r.IntN(10_000))
+		}
+	}
+	words := make([]string, 1+r.IntN(3))
+	for i := range words {
+		words[i] = pickOf(r, titleWords...)
+	}
+	title := strings.Join(words, "_")
+	switch n := r.IntN(100); {
+	case n < 70:
+		return 0, title
+	case n < 78:
+		return 1, "Talk:" + title
+	case n < 86:
+		return 2, "User:" + pickOf(r, titleWords...) + fmt.Sprint(r.IntN(1000))
+	case n < 92:
+		return 10, "Template:" + title
+	case n < 97:
+		return 14, "Category:" + title
+	default:
+		return 4, "Wikipedia:" + title
+	}
+}
+
+func pick[T any](r *rand.Rand, items []weighted[T]) T {
+	total := 0
+	for _, it := range items {
+		total += it.w
+	}
+	n := r.IntN(total)
+	for _, it := range items {
+		if n < it.w {
+			return it.v
+		}
+		n -= it.w
+	}
+	return items[len(items)-1].v
+}
+
+func pickOf[T any](r *rand.Rand, items ...T) T { return items[r.IntN(len(items))] }
+
+// uuid returns a random (version 4) UUID drawn from r.
+func uuid(r *rand.Rand) string {
+	var b [16]byte
+	hi, lo := r.Uint64(), r.Uint64()
+	for i := range 8 {
+		b[i] = byte(hi >> (8 * i))
+		b[8+i] = byte(lo >> (8 * i))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+func sha1Hex(parts ...any) string {
+	h := sha1.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%v\x00", p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,132 @@
+package testkit
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestJobGenFields(t *testing.T) {
+	tests := []struct {
+		name string
+		next func(*JobGen) (string, []byte)
+	}{
+		{"Next", (*JobGen).Next},
+	}
+	for _, jt := range append(JobTypes(), "someUnknownJob") {
+		tests = append(tests, struct {
+			name string
+			next func(*JobGen) (string, []byte)
+		}{"NextOfType " + jt, func(g *JobGen) (string, []byte) { return JobTopic(jt), g.NextOfType(jt) }})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewJobGen(42)
+			for range 200 {
+				topic, v := tt.next(g)
+				var ev struct {
+					Schema string `json:"$schema"`
+					Meta   struct {
+						URI, RequestID, ID, DT, Domain, Stream string
+					} `json:"meta"`
+					Database  string         `json:"database"`
+					Type      string         `json:"type"`
+					Params    map[string]any `json:"params"`
+					Signature string         `json:"mediawiki_signature"`
+				}
+				if err := json.Unmarshal(v, &ev); err != nil {
+					t.Fatalf("%s: %v", v, err)
+				}
+				var meta map[string]string
+				var raw map[string]json.RawMessage
+				_ = json.Unmarshal(v, &raw)
+				if err := json.Unmarshal(raw["meta"], &meta); err != nil {
+					t.Fatalf("meta: %v", err)
+				}
+				if ev.Schema != JobSchema || ev.Type == "" || ev.Database == "" || ev.Signature == "" ||
+					topic != "mediawiki.job."+ev.Type || meta["stream"] != topic ||
+					meta["uri"] != "https://"+meta["domain"]+"/wiki/Special:Badtitle/JobSpecification" ||
+					len(meta["id"]) != 36 || meta["request_id"] != ev.Params["requestId"] {
+					t.Fatalf("bad event %s", v)
+				}
+				if dt, err := time.Parse(time.RFC3339, meta["dt"]); err != nil || dt.Location() != time.UTC {
+					t.Fatalf("meta.dt %q: %v", meta["dt"], err)
+				}
+				if _, ok := ev.Params["title"]; !ok {
+					t.Fatalf("no params.title: %s", v)
+				}
+				if err := validateJobEvent(v); err != nil {
+					t.Fatalf("JobRunner would reject %s: %v", v, err)
+				}
+			}
+		})
+	}
+}
+
+func TestJobGenDeterministic(t *testing.T) {
+	tests := []struct {
+		a, b int64
+		same bool
+	}{{1, 1, true}, {99, 99, true}, {1, 2, false}}
+	for _, tt := range tests {
+		ga, gb := NewJobGen(tt.a), NewJobGen(tt.b)
+		same := true
+		for range 100 {
+			ta, va := ga.Next()
+			tb, vb := gb.Next()
+			if ta != tb || !bytes.Equal(va, vb) {
+				same = false
+			}
+		}
+		if same != tt.same {
+			t.Errorf("seeds %d and %d: same output %v, want %v", tt.a, tt.b, same, tt.same)
+		}
+	}
+}
+
+func TestJobGenSkew(t *testing.T) {
+	g := NewJobGen(5)
+	types, wikis := map[string]int{}, map[string]int{}
+	const n = 5000
+	for range n {
+		_, v := g.Next()
+		var ev struct{ Type, Database string }
+		if err := json.Unmarshal(v, &ev); err != nil {
+			t.Fatal(err)
+		}
+		types[ev.Type]++
+		wikis[ev.Database]++
+	}
+	if types["refreshLinks"] < n/5 || types["refreshLinks"] < 2*types["cdnPurge"] || len(types) < 8 {
+		t.Errorf("job types not skewed toward refreshLinks: %v", types)
+	}
+	if wikis["enwiki"] < n/4 || wikis["enwiki"] < 2*wikis["dewiki"] || len(wikis) < 10 {
+		t.Errorf("wikis not skewed toward enwiki: %v", wikis)
+	}
+}
+
+func TestJobGenNowAndDelay(t *testing.T) {
+	at := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	g := NewJobGen(1)
+	g.Now = func() time.Time { return at }
+	g.DelayRate = 1
+	var ev struct {
+		Meta       struct{ DT string } `json:"meta"`
+		DelayUntil string              `json:"delay_until"`
+	}
+	if err := json.Unmarshal(g.NextOfType("cirrusSearchElasticaWrite"), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Meta.DT != "2030-05-06T07:08:09.000Z" {
+		t.Errorf("meta.dt = %q", ev.Meta.DT)
+	}
+	d, err := time.Parse(time.RFC3339, ev.DelayUntil)
+	if err != nil || !d.After(at) || d.Sub(at) > time.Minute {
+		t.Errorf("delay_until = %q (%v), want within a minute after dt", ev.DelayUntil, err)
+	}
+	if _, v := NewJobGen(1).Next(); strings.Contains(string(v), "delay_until") {
+		t.Errorf("delay_until without DelayRate: %s", v)
+	}
+}

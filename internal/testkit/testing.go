@@ -1,0 +1,26 @@
+package testkit
+
+import "testing"
+
+// This file is the only one outside tests that imports testing.
+
+// NewCluster starts a cluster for the test, fails the test if it cannot,
+// and closes it when the test ends.
+func NewCluster(t testing.TB, opts ClusterOptions) *Cluster {
+	t.Helper()
+	c, err := StartCluster(opts)
+	if err != nil {
+		t.Fatalf("testkit: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// NewJobRunner starts a JobRunner for the test and closes it when the
+// test ends.
+func NewJobRunner(t testing.TB, opts JobRunnerOptions) *JobRunner {
+	t.Helper()
+	j := StartJobRunner(opts)
+	t.Cleanup(j.Close)
+	return j
+}
