@@ -204,9 +204,9 @@ rules:
 		{"missing things", `
 rules:
   refreshLinks:
-    exec: [{method: post}]
+    exec: [{method: post}, {uri: '  '}]
 `, []string{"service_name: required", "kafka.brokers: required", "rules.refreshLinks.topic: required",
-			"rules.refreshLinks.exec[0].uri: required"}},
+			"rules.refreshLinks.exec[0].uri: required", "rules.refreshLinks.exec[1].uri: required"}},
 		{"bad values", `
 service_name: s
 kafka: {brokers: b}

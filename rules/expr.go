@@ -170,6 +170,7 @@ type ExpandError struct {
 	Err  error
 }
 
+// Error names the function and its error.
 func (e *ExpandError) Error() string { return e.Func + "(): " + e.Err.Error() }
 
 // Unwrap returns the function's error.

@@ -283,7 +283,7 @@ func (p *problems) compileExec(r *Rule, n *yaml.Node, path string) *Exec {
 		}
 	}
 	un, upath := o.get("uri")
-	if isNull(un) {
+	if isNull(un) || (un.Kind == yaml.ScalarNode && strings.TrimSpace(un.Value) == "") {
 		p.add(upath, "required")
 		x.URI, _ = ParseTemplate("")
 	} else if x.URI = p.template(r, un, upath); x.URI == nil {
