@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -29,21 +30,19 @@ func (o outcome) finished() bool { return o != outcomeAbandoned }
 type handler struct {
 	rule      *rules.Rule
 	sender    Sender
+	producer  Producer
 	userAgent string
-	excluded  map[string]bool // topics (with dc prefix) whose events are skipped
+	names     Names
 	log       zerolog.Logger
+	now       func() time.Time
 }
 
 // handle runs one message to its outcome. ctx is cancelled only when the
 // shutdown deadline has passed.
 func (h *handler) handle(ctx context.Context, m *Message) outcome {
-	if h.excluded[m.Topic] {
-		return outcomeUnmatched
-	}
 	ev, err := rules.ParseEvent(m.Value)
 	if err != nil {
-		h.event(zerolog.WarnLevel, m).Err(err).Msg("unusable event")
-		return outcomeFailed
+		return h.toErrorTopic(ctx, m, nil, failure{message: err.Error()})
 	}
 	match, ok := h.rule.Match(ev)
 	if !ok {
@@ -51,8 +50,7 @@ func (h *handler) handle(ctx context.Context, m *Message) outcome {
 	}
 	reqs, err := match.Requests(ev)
 	if err != nil {
-		h.event(zerolog.WarnLevel, m).Err(err).Msg("expand request")
-		return outcomeFailed
+		return h.toErrorTopic(ctx, m, ev, failure{message: "expand request: " + err.Error()})
 	}
 	triggeredBy := triggeredBy(ev, m.Topic)
 	requestID := ev.Meta("request_id")
@@ -132,6 +130,18 @@ func triggeredBy(ev *rules.Event, topic string) string {
 		return b.String()
 	}
 	return hop
+}
+
+// toErrorTopic writes the error event for m and returns once Kafka
+// acknowledged it; the event is then finished. If ctx ends first the event
+// is abandoned: it will be read again.
+func (h *handler) toErrorTopic(ctx context.Context, m *Message, ev *rules.Event, f failure) outcome {
+	h.event(zerolog.WarnLevel, m).Str("reason", f.message).Int("status", f.status).Msg("to error topic")
+	b := newErrorEvent(m, ev, f, h.rule.Name, h.names.Emitter(h.rule.Name), h.names.ErrorStream(), h.now())
+	if err := produceAcked(ctx, h.producer, h.log, h.names.Error(), -1, nil, b); err != nil {
+		return outcomeAbandoned
+	}
+	return outcomeFailed
 }
 
 func (h *handler) event(level zerolog.Level, m *Message) *zerolog.Event {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,13 +16,20 @@ import (
 // RunnerConfig is what one rule's Runner needs. Zero durations take the
 // defaults noted on each field.
 type RunnerConfig struct {
-	Rule   *rules.Rule
-	Topics []string // the subscription, dc prefix applied; "^..." entries are regexes
-	// ExcludeTopics are topic names (dc prefix applied) whose events are
-	// consumed and committed without being handled.
-	ExcludeTopics   []string
-	Source          Source
-	Sender          Sender
+	Rule *rules.Rule
+	// Topics is a fixed subscription: topic names, dc prefix applied.
+	Topics []string
+	// Resolve, when set, makes the subscription follow the cluster: every
+	// TopicRefresh the Runner lists the cluster's topics and subscribes to
+	// Resolve(all topics). This is how /regex/ topics and exclude_topics
+	// work, new topics included.
+	Resolve      func(all []string) []string
+	TopicRefresh time.Duration // default 30s
+	Source       Source
+	Sender       Sender
+	// Producer writes error events (and everything else the rule produces).
+	Producer        Producer
+	Names           Names // names of the error and retry topics
 	UserAgent       string
 	CommitInterval  time.Duration // default 1s
 	ShutdownTimeout time.Duration // default 30s: how long in-flight events may finish after Run's context ends
@@ -47,6 +56,9 @@ type Runner struct {
 	limit       int // rule-wide in-flight cap
 	partLimit   int // per-partition in-flight cap
 	draining    bool
+	subscribed  []string
+
+	ready atomic.Bool // set once subscribed; read by health checks
 }
 
 // partition is the poll goroutine's state for one assigned partition.
@@ -77,9 +89,8 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.RevokeTimeout <= 0 {
 		cfg.RevokeTimeout = 10 * time.Second
 	}
-	excluded := make(map[string]bool, len(cfg.ExcludeTopics))
-	for _, t := range cfg.ExcludeTopics {
-		excluded[t] = true
+	if cfg.TopicRefresh <= 0 {
+		cfg.TopicRefresh = 30 * time.Second
 	}
 	limit := max(cfg.Rule.Concurrency, 1)
 	partLimit := cfg.Rule.PartitionConcurrency
@@ -90,8 +101,11 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	cfg.Log = log
 	workCtx, cancel := context.WithCancelCause(context.Background())
 	return &Runner{
-		cfg:         cfg,
-		h:           &handler{rule: cfg.Rule, sender: cfg.Sender, userAgent: cfg.UserAgent, excluded: excluded, log: log},
+		cfg: cfg,
+		h: &handler{
+			rule: cfg.Rule, sender: cfg.Sender, producer: cfg.Producer, names: cfg.Names,
+			userAgent: cfg.UserAgent, log: log, now: time.Now,
+		},
 		workCtx:     workCtx,
 		cancel:      cancel,
 		parts:       make(map[TopicPartition]*partition),
@@ -117,11 +131,13 @@ const pollWait = 50 * time.Millisecond
 // the Source. It returns nil after a clean shutdown.
 func (r *Runner) Run(ctx context.Context) error {
 	defer r.cancel(errShutdown)
-	if err := r.cfg.Source.Subscribe(r.cfg.Topics, r); err != nil {
-		_ = r.cfg.Source.Close()
-		return fmt.Errorf("rule %s: subscribe %v: %w", r.Name(), r.cfg.Topics, err)
+	if r.cfg.Resolve == nil {
+		if err := r.subscribe(r.cfg.Topics); err != nil {
+			_ = r.cfg.Source.Close()
+			return fmt.Errorf("rule %s: %w", r.Name(), err)
+		}
 	}
-	r.cfg.Log.Info().Strs("topics", r.cfg.Topics).Int("concurrency", r.limit).Msg("subscribed")
+	var refreshAt time.Time // a dynamic subscription is resolved at once
 	commitAt := time.Now().Add(r.cfg.CommitInterval)
 	wait := time.NewTimer(pollWait)
 	defer wait.Stop()
@@ -151,13 +167,55 @@ func (r *Runner) Run(ctx context.Context) error {
 		if msg != nil {
 			r.accept(msg)
 		}
-		if now := time.Now(); !now.Before(commitAt) {
+		now := time.Now()
+		if !now.Before(commitAt) {
 			r.commit(nil)
 			commitAt = now.Add(r.cfg.CommitInterval)
+		}
+		if r.cfg.Resolve != nil && !now.Before(refreshAt) {
+			refreshAt = now.Add(r.refreshTopics())
 		}
 	}
 	return r.shutdown()
 }
+
+// topicListTimeout bounds the metadata request of a topic refresh.
+const topicListTimeout = 5 * time.Second
+
+// refreshTopics resolves a dynamic subscription against the cluster's
+// topics and subscribes again when it changed. It returns how long to wait
+// until the next refresh: sooner while a listing fails.
+func (r *Runner) refreshTopics() time.Duration {
+	all, err := r.cfg.Source.Topics(topicListTimeout)
+	if err != nil {
+		r.cfg.Log.Warn().Err(err).Msg("list topics")
+		return min(time.Second, r.cfg.TopicRefresh)
+	}
+	want := r.cfg.Resolve(all)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if slices.Equal(want, r.subscribed) {
+		return r.cfg.TopicRefresh
+	}
+	if err := r.subscribe(want); err != nil {
+		r.cfg.Log.Warn().Err(err).Msg("subscribe")
+		return min(time.Second, r.cfg.TopicRefresh)
+	}
+	return r.cfg.TopicRefresh
+}
+
+func (r *Runner) subscribe(topics []string) error {
+	if err := r.cfg.Source.Subscribe(topics, r); err != nil {
+		return fmt.Errorf("subscribe %v: %w", topics, err)
+	}
+	r.subscribed = topics
+	r.ready.Store(true)
+	r.cfg.Log.Info().Strs("topics", topics).Int("concurrency", r.limit).Msg("subscribed")
+	return nil
+}
+
+// Subscribed reports whether the rule has subscribed (its topics resolved).
+func (r *Runner) Subscribed() bool { return r.ready.Load() }
 
 // accept queues a message read from its partition and starts what fits.
 func (r *Runner) accept(m *Message) {

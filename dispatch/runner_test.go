@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,6 +81,16 @@ func (f *fakeSource) Poll(timeout time.Duration) (*Message, error) {
 		}
 	}
 	return nil, nil
+}
+
+func (f *fakeSource) Topics(time.Duration) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for tp := range f.parts {
+		out = append(out, tp.Topic)
+	}
+	return out, nil
 }
 
 func (f *fakeSource) Pause(tps []TopicPartition) error {
@@ -174,7 +185,7 @@ func (g *gateSender) Send(ctx context.Context, req *rules.Request) (*Response, e
 	}
 }
 
-func testRule(t *testing.T, concurrency int) *rules.Rule {
+func testRule(t *testing.T, concurrency int, extra ...string) *rules.Rule {
 	t.Helper()
 	cfg, err := rules.Load([]byte(fmt.Sprintf(`
 service_name: test
@@ -183,10 +194,11 @@ rules:
   job:
     topic: jobs
     concurrency: %d
+    %s
     exec:
       method: post
       uri: http://runner/job/{message.meta.id}
-`, concurrency)), nil)
+`, concurrency, strings.Join(extra, "\n    "))), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,5 +367,53 @@ func TestRunnerShutdownDeadlineAbandons(t *testing.T) {
 	}
 	if got := r.Stats().Abandoned.Load(); got != 1 {
 		t.Fatalf("abandoned = %d, want 1", got)
+	}
+}
+
+// TestPartitionConcurrency: a partition whose events hang takes at most
+// partition_concurrency slots; the rule's other partitions keep flowing.
+func TestPartitionConcurrency(t *testing.T) {
+	src := newFakeSource()
+	slow := TopicPartition{Topic: "jobs", Partition: 0}
+	fast := TopicPartition{Topic: "jobs", Partition: 1}
+	for i := range 10 {
+		src.add(slow, jobJSON(fmt.Sprint("slow", i)))
+	}
+	for i := range 50 {
+		src.add(fast, jobJSON(fmt.Sprint("fast", i)))
+	}
+	snd := newGateSender()
+	r := NewRunner(RunnerConfig{
+		Rule: testRule(t, 4, "partition_concurrency: 2"), Topics: []string{"jobs"}, Source: src, Sender: snd,
+		CommitInterval: time.Millisecond, ShutdownTimeout: time.Millisecond, Log: zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	fastDone := 0
+	for fastDone < 50 {
+		id := <-snd.started
+		if strings.HasPrefix(id, "fast") {
+			snd.gate(id) <- 200
+			fastDone++
+		}
+	}
+	waitUntil(t, "fast partition committed to its end", func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return src.committed[fast] == 50
+	})
+	snd.mu.Lock()
+	maxIn := snd.maxIn
+	snd.mu.Unlock()
+	if maxIn > 4 {
+		t.Errorf("%d in flight, rule concurrency is 4", maxIn)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Stats().Abandoned.Load(); got != 2 {
+		t.Errorf("abandoned %d slow events at shutdown, want the 2 partition_concurrency allowed in flight", got)
 	}
 }

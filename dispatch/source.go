@@ -41,9 +41,11 @@ type RebalanceListener interface {
 // Source is a consumer-group member. It is owned by one goroutine: none of
 // its methods may be called concurrently.
 type Source interface {
-	// Subscribe joins the group for the given topics; a topic starting with
-	// "^" is a regular expression.
+	// Subscribe joins the group for the given topics, replacing any earlier
+	// subscription; an empty list leaves the group.
 	Subscribe(topics []string, rl RebalanceListener) error
+	// Topics lists the cluster's topics, waiting at most timeout.
+	Topics(timeout time.Duration) ([]string, error)
 	// Poll waits at most timeout for the next message. It returns (nil, nil)
 	// on timeout. Errors are informational unless they wrap ErrFatal.
 	Poll(timeout time.Duration) (*Message, error)

@@ -103,3 +103,24 @@ func BenchmarkClassify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkChangepropPageEdit matches a revision-create event against the
+// RESTBase re-render rule of testdata/changeprop.yaml and expands its
+// request: an encoded title, a date() header and a query.
+func BenchmarkChangepropPageEdit(b *testing.B) {
+	r := loadChangeprop(b).Rule("page_edit")
+	ev := mustEvent(b, `{"$schema":"/mediawiki/revision/create/2.0.0","meta":{"domain":"en.wikipedia.org","stream":"mediawiki.revision-create",`+
+		`"uri":"https://en.wikipedia.org/wiki/Albert_Einstein","dt":"2024-05-06T07:08:09Z","id":"6c2a8f4e-1b3d-11ef-9a7c-1866da5c8f10",`+
+		`"request_id":"a3f1c2de-5b6a-4c7e-9d8f-0e1a2b3c4d5e"},"database":"enwiki","page_id":736,"page_title":"Albert_Einstein",`+
+		`"page_namespace":0,"rev_id":1222333444,"rev_parent_id":1222333000,"rev_timestamp":"2024-05-06T07:08:09Z"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		m, ok := r.Match(ev)
+		if !ok {
+			b.Fatal("no match")
+		}
+		if reqs, err := m.Requests(ev); err != nil || len(reqs) != 1 {
+			b.Fatal(err)
+		}
+	}
+}

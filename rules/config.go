@@ -84,6 +84,9 @@ func Load(data []byte, env func(string) string) (*Config, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	if err := checkAliases(&doc); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	p := &problems{}
 	var root *yaml.Node
 	if len(doc.Content) > 0 {

@@ -269,3 +269,50 @@ func (p *problems) props(n *yaml.Node, path string) map[string]string {
 	}
 	return out
 }
+
+// maxExpandedNodes bounds the size of a document with its aliases
+// expanded, which is what decoding walks: a few lines of nested aliases
+// can otherwise stand for billions of nodes. Real configurations are
+// thousands of nodes.
+const maxExpandedNodes = 1 << 18
+
+// checkAliases rejects what yaml.v3 accepts into a yaml.Node but decoding
+// cannot walk: an alias inside the node it refers to (&a {x: *a}, or a
+// merge key <<: *a inside &a), which would recurse forever, and aliases
+// that expand to more than maxExpandedNodes nodes. It runs in time linear
+// in the document.
+func checkAliases(doc *yaml.Node) error {
+	const open = -1                  // the node is on the current path
+	size := make(map[*yaml.Node]int) // expanded size of each node walked
+	var walk func(n *yaml.Node) (int, error)
+	walk = func(n *yaml.Node) (int, error) {
+		if s, ok := size[n]; ok && s != open {
+			return s, nil
+		}
+		children := n.Content
+		if n.Kind == yaml.AliasNode {
+			if size[n.Alias] == open {
+				return 0, fmt.Errorf("line %d: alias *%s refers to a node that contains it", n.Line, n.Value)
+			}
+			children = []*yaml.Node{n.Alias}
+		}
+		size[n] = open
+		total := 1
+		for _, c := range children {
+			if c == nil {
+				continue
+			}
+			s, err := walk(c)
+			if err != nil {
+				return 0, err
+			}
+			if total += s; total > maxExpandedNodes {
+				return 0, fmt.Errorf("line %d: aliases expand to more than %d nodes", n.Line, maxExpandedNodes)
+			}
+		}
+		size[n] = total
+		return total, nil
+	}
+	_, err := walk(doc)
+	return err
+}

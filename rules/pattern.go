@@ -87,12 +87,13 @@ func (p *arrayPattern) match(v any, present bool, c *captures) bool {
 
 // regexPattern matches string values against a regular expression and, when
 // asked to, records its groups at path: unnamed groups as an array whose
-// element 0 is the whole match, named groups as an object.
+// element 0 is the whole match, named groups as an object. A regex without
+// groups records the array [whole match], as the Node service's
+// re.exec() did, so match.<path>[0] works for it too.
 type regexPattern struct {
 	re    *regexp.Regexp
 	path  []string
 	named bool // all groups are named
-	group bool // has groups at all
 }
 
 func (p *regexPattern) match(v any, present bool, c *captures) bool {
@@ -100,7 +101,7 @@ func (p *regexPattern) match(v any, present bool, c *captures) bool {
 	if !ok {
 		return false
 	}
-	if c == nil || !p.group {
+	if c == nil {
 		return p.re.MatchString(s)
 	}
 	idx := p.re.FindStringSubmatchIndex(s)
@@ -249,8 +250,7 @@ func (p *problems) compilePattern(n *yaml.Node, path string, capPath []string, g
 			p.add(path, "regex %s mixes named and unnamed capture groups", n.Value)
 		}
 		rp.named = named > 0
-		rp.group = unnamed+named > 0
-		if rp.group {
+		if unnamed+named > 0 {
 			*groups = true
 		}
 		return rp

@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -17,17 +16,30 @@ import (
 
 // service is every rule's Runner, wired to Kafka and one HTTP sender.
 type service struct {
-	cfg     *rules.Config
-	log     zerolog.Logger
-	sender  *dispatch.HTTPSender
-	runners []*dispatch.Runner
+	cfg      *rules.Config
+	log      zerolog.Logger
+	sender   *dispatch.HTTPSender
+	producer *kafka.Producer
+	runners  []*dispatch.Runner
 }
 
-// newService creates a consumer per rule, in group <service_name>-<rule>.
+// topicRefresh is how often rules with /regex/ topics look for new topics.
+const topicRefresh = 30 * time.Second
+
+// newService creates the producer and a consumer per rule, in group
+// <service_name>-<rule>.
 func newService(cfg *rules.Config, log zerolog.Logger) (*service, error) {
-	s := &service{cfg: cfg, log: log, sender: dispatch.NewHTTPSender(dispatch.HTTPOptions{})}
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{
+		Brokers:    cfg.Kafka.Brokers,
+		Properties: []map[string]string{cfg.Kafka.Producer},
+		Log:        log.With().Str("client", "producer").Logger(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &service{cfg: cfg, log: log, sender: dispatch.NewHTTPSender(dispatch.HTTPOptions{}), producer: producer}
+	names := dispatch.Names{ServiceName: cfg.ServiceName, DC: cfg.DC}
 	for _, r := range cfg.Rules {
-		topics, excluded := subscription(cfg, r)
 		group := cfg.ServiceName + "-" + r.Name
 		src, err := kafka.NewConsumer(kafka.ConsumerConfig{
 			Brokers:    cfg.Kafka.Brokers,
@@ -39,12 +51,16 @@ func newService(cfg *rules.Config, log zerolog.Logger) (*service, error) {
 			s.closeUnstarted()
 			return nil, fmt.Errorf("rule %s: %w", r.Name, err)
 		}
+		topics, resolve := subscription(cfg, r)
 		s.runners = append(s.runners, dispatch.NewRunner(dispatch.RunnerConfig{
 			Rule:            r,
 			Topics:          topics,
-			ExcludeTopics:   excluded,
+			Resolve:         resolve,
+			TopicRefresh:    topicRefresh,
 			Source:          src,
 			Sender:          s.sender,
+			Producer:        producer,
+			Names:           names,
 			UserAgent:       cfg.UserAgent,
 			CommitInterval:  cfg.Kafka.CommitInterval,
 			ShutdownTimeout: cfg.ShutdownTimeout,
@@ -56,8 +72,9 @@ func newService(cfg *rules.Config, log zerolog.Logger) (*service, error) {
 
 func (s *service) closeUnstarted() {
 	for _, r := range s.runners {
-		r.Close()
+		_ = r.Close()
 	}
+	s.producer.Close(5 * time.Second)
 }
 
 // run runs every rule until ctx ends, or until one rule fails, which stops
@@ -78,27 +95,37 @@ func (s *service) run(ctx context.Context) error {
 	}
 	wg.Wait()
 	s.sender.CloseIdle()
+	s.producer.Close(10 * time.Second)
 	return errors.Join(errs...)
 }
 
-// subscription is the rule's librdkafka subscription with the dc prefix
-// applied: literal topic names, and "^..." regexes for topics written
-// /regex/. Excluded topics come back prefixed too.
-func subscription(cfg *rules.Config, r *rules.Rule) (topics, excluded []string) {
+// subscription is how a rule subscribes: a fixed list of topic names (dc
+// prefix applied) when it names its topics, or a resolver over the
+// cluster's topics when one of them is a /regex/, so that topics created
+// later are picked up and exclude_topics are never read.
+func subscription(cfg *rules.Config, r *rules.Rule) (topics []string, resolve func([]string) []string) {
+	dynamic := false
 	for _, t := range r.Topics {
-		if t.Regex == nil {
-			topics = append(topics, cfg.Topic(t.Name))
+		if t.Regex != nil {
+			dynamic = true
 			continue
 		}
-		src := strings.TrimPrefix(t.Regex.String(), "^")
-		prefix := ""
-		if cfg.DC != "" {
-			prefix = regexp.QuoteMeta(cfg.DC + ".")
+		topics = append(topics, cfg.Topic(t.Name))
+	}
+	if !dynamic {
+		return topics, nil
+	}
+	return nil, func(all []string) []string {
+		var out []string
+		for _, t := range all {
+			name := cfg.TopicName(t)
+			if cfg.DC != "" && name == t {
+				continue // not of this datacenter
+			}
+			if r.Subscribes(name) {
+				out = append(out, t)
+			}
 		}
-		topics = append(topics, "^"+prefix+src)
+		return out
 	}
-	for _, t := range r.ExcludeTopics {
-		excluded = append(excluded, cfg.Topic(t))
-	}
-	return topics, excluded
 }

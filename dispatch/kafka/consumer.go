@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -59,7 +60,27 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 // Subscribe implements dispatch.Source.
 func (c *Consumer) Subscribe(topics []string, rl dispatch.RebalanceListener) error {
 	c.rl = rl
+	if len(topics) == 0 {
+		return c.c.Unsubscribe()
+	}
 	return c.c.SubscribeTopics(topics, c.rebalance)
+}
+
+// Topics implements dispatch.Source with a metadata request. Internal
+// topics (those starting with "__") are left out.
+func (c *Consumer) Topics(timeout time.Duration) ([]string, error) {
+	md, err := c.c.GetMetadata(nil, true, int(timeout/time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	out := make([]string, 0, len(md.Topics))
+	for name, t := range md.Topics {
+		if strings.HasPrefix(name, "__") || t.Error.Code() != ck.ErrNoError {
+			continue
+		}
+		out = append(out, name)
+	}
+	return out, nil
 }
 
 // rebalance runs inside Poll (or Close). It tells the listener first and

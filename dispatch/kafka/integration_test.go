@@ -8,10 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"changeprop/dispatch"
-	"changeprop/dispatch/kafka"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -36,49 +32,6 @@ rules:
         host: '{{globals.message.meta.domain}}'
       body: '{{globals.message}}'
 `
-
-// startRunner runs the config's first rule against the cluster through
-// librdkafka and returns a function that stops it and returns Run's error.
-func startRunner(t *testing.T, cfg *rules.Config) (*dispatch.Runner, func() error) {
-	t.Helper()
-	r := cfg.Rules[0]
-	src, err := kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers:    cfg.Kafka.Brokers,
-		GroupID:    cfg.ServiceName + "-" + r.Name,
-		Properties: []map[string]string{cfg.Kafka.Consumer, r.Consumer},
-		Log:        zerolog.Nop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var topics []string
-	for _, tp := range r.Topics {
-		topics = append(topics, cfg.Topic(tp.Name))
-	}
-	runner := dispatch.NewRunner(dispatch.RunnerConfig{
-		Rule: r, Topics: topics, Source: src,
-		Sender:          dispatch.NewHTTPSender(dispatch.HTTPOptions{}),
-		UserAgent:       cfg.UserAgent,
-		CommitInterval:  cfg.Kafka.CommitInterval,
-		ShutdownTimeout: 30 * time.Second,
-		Log:             zerolog.Nop(),
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- runner.Run(ctx) }()
-	var stopped bool
-	var runErr error
-	stop := func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			runErr = <-errc
-		}
-		return runErr
-	}
-	t.Cleanup(func() { _ = stop() })
-	return runner, stop
-}
 
 // TestDeliverEveryJobOnceAndCommitToTheEnd: 10,000 job events over 4
 // partitions are each POSTed once, with the event as the body and the
@@ -117,7 +70,7 @@ func TestDeliverEveryJobOnceAndCommitToTheEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner, stop := startRunner(t, cfg)
+	runner, stop := startRunner(t, cfg, cfg.Rules[0])
 	if err := jr.WaitFor(ctx, n); err != nil {
 		t.Fatalf("job runner saw %d of %d jobs: %v", jr.Succeeded(), n, err)
 	}

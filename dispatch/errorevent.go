@@ -1,0 +1,96 @@
+package dispatch
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"changeprop/rules"
+)
+
+// ErrorSchema is the $schema of error events.
+const ErrorSchema = "/error/0.0.3"
+
+// failure describes why an event goes to the error topic.
+type failure struct {
+	message  string
+	status   int         // HTTP status, 0 when there was no response
+	header   http.Header // response headers, nil when there was no response
+	body     []byte      // response body excerpt
+	attempts int         // how often the event's requests were tried
+}
+
+// errorEvent is the error topic's schema (service.md), with our fields
+// rule, attempts, topic, partition and offset.
+type errorEvent struct {
+	Schema    string       `json:"$schema"`
+	Meta      eventMeta    `json:"meta"`
+	EmitterID string       `json:"emitter_id"`
+	RawEvent  string       `json:"raw_event"`
+	Message   string       `json:"message"`
+	Stack     string       `json:"stack"`
+	Details   errorDetails `json:"details"`
+	Rule      string       `json:"rule"`
+	Attempts  int          `json:"attempts"`
+	Topic     string       `json:"topic"`
+	Partition int32        `json:"partition"`
+	Offset    int64        `json:"offset"`
+}
+
+type eventMeta struct {
+	URI       string `json:"uri"`
+	RequestID string `json:"request_id"`
+	ID        string `json:"id"`
+	DT        string `json:"dt"`
+	Domain    string `json:"domain"`
+	Stream    string `json:"stream"`
+}
+
+type errorDetails struct {
+	Status  int               `json:"status,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Body    string            `json:"body,omitempty"`
+}
+
+// newErrorEvent builds the error event for message m, whose parsed form ev
+// may be nil (when it was not JSON or had no meta).
+func newErrorEvent(m *Message, ev *rules.Event, f failure, rule, emitter, stream string, now time.Time) []byte {
+	e := errorEvent{
+		Schema: ErrorSchema,
+		Meta: eventMeta{
+			ID:     newEventID(),
+			DT:     now.UTC().Format(time.RFC3339Nano),
+			Stream: stream,
+		},
+		EmitterID: emitter,
+		RawEvent:  string(m.Value),
+		Message:   f.message,
+		Details:   errorDetails{Status: f.status, Body: string(f.body)},
+		Rule:      rule,
+		Attempts:  f.attempts,
+		Topic:     m.Topic,
+		Partition: m.Partition,
+		Offset:    m.Offset,
+	}
+	if ev != nil {
+		e.Meta.URI = ev.Meta("uri")
+		e.Meta.RequestID = ev.Meta("request_id")
+		e.Meta.Domain = ev.Meta("domain")
+	}
+	if e.Meta.RequestID == "" {
+		e.Meta.RequestID = newEventID()
+	}
+	if len(f.header) > 0 {
+		e.Details.Headers = make(map[string]string, len(f.header))
+		for k, v := range f.header {
+			e.Details.Headers[strings.ToLower(k)] = strings.Join(v, ", ")
+		}
+	}
+	b, err := json.Marshal(&e)
+	if err != nil {
+		// Only strings, numbers and string maps: Marshal cannot fail.
+		panic(err)
+	}
+	return b
+}

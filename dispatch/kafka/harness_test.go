@@ -1,0 +1,106 @@
+package kafka_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"changeprop/dispatch"
+	"changeprop/dispatch/kafka"
+	"changeprop/rules"
+)
+
+// newProducer is a librdkafka producer for the test's cluster.
+func newProducer(t *testing.T, cfg *rules.Config) *kafka.Producer {
+	t.Helper()
+	p, err := kafka.NewProducer(kafka.ProducerConfig{
+		Brokers:    cfg.Kafka.Brokers,
+		Properties: []map[string]string{cfg.Kafka.Producer},
+		Log:        zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close(5 * time.Second) })
+	return p
+}
+
+// startRunner runs rule r of cfg against the cluster through librdkafka, as
+// cmd/changeprop wires it, and returns a function that stops it and
+// returns Run's error. A rule with a /regex/ topic resolves its
+// subscription every 500ms.
+func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule) (*dispatch.Runner, func() error) {
+	t.Helper()
+	src, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers:    cfg.Kafka.Brokers,
+		GroupID:    cfg.ServiceName + "-" + r.Name,
+		Properties: []map[string]string{cfg.Kafka.Consumer, r.Consumer},
+		Log:        zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := dispatch.RunnerConfig{
+		Rule: r, Source: src,
+		Sender:          dispatch.NewHTTPSender(dispatch.HTTPOptions{}),
+		Producer:        newProducer(t, cfg),
+		Names:           dispatch.Names{ServiceName: cfg.ServiceName, DC: cfg.DC},
+		UserAgent:       cfg.UserAgent,
+		CommitInterval:  cfg.Kafka.CommitInterval,
+		ShutdownTimeout: 30 * time.Second,
+		TopicRefresh:    500 * time.Millisecond,
+		Log:             zerolog.Nop(),
+	}
+	regex := false
+	for _, tp := range r.Topics {
+		if tp.Regex != nil {
+			regex = true
+		} else {
+			rc.Topics = append(rc.Topics, cfg.Topic(tp.Name))
+		}
+	}
+	if regex {
+		rc.Topics = nil
+		rc.Resolve = func(all []string) []string {
+			var out []string
+			for _, t := range all {
+				if r.Subscribes(cfg.TopicName(t)) {
+					out = append(out, t)
+				}
+			}
+			return out
+		}
+	}
+	runner := dispatch.NewRunner(rc)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- runner.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-errc
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return runner, stop
+}
+
+// waitFor polls cond until it holds or ctx ends.
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
