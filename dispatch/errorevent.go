@@ -53,9 +53,10 @@ type errorDetails struct {
 	Body    string            `json:"body,omitempty"`
 }
 
-// newErrorEvent builds the error event for message m, whose parsed form ev
-// may be nil (when it was not JSON or had no meta).
-func newErrorEvent(m *Message, ev *rules.Event, f failure, rule, emitter, stream string, now time.Time) []byte {
+// newErrorEvent builds the error event for message m, whose parsed event ev
+// may be nil (when it was not JSON or had no meta). raw is the original
+// event: m's value, or the original_event of a retry.
+func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emitter, stream string, now time.Time) []byte {
 	e := errorEvent{
 		Schema: ErrorSchema,
 		Meta: eventMeta{
@@ -64,7 +65,7 @@ func newErrorEvent(m *Message, ev *rules.Event, f failure, rule, emitter, stream
 			Stream: stream,
 		},
 		EmitterID: emitter,
-		RawEvent:  string(m.Value),
+		RawEvent:  string(raw),
 		Message:   f.message,
 		Details:   errorDetails{Status: f.status, Body: string(f.body)},
 		Rule:      rule,

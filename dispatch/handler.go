@@ -2,7 +2,9 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -11,80 +13,264 @@ import (
 	"changeprop/rules"
 )
 
-// outcome is what became of one message.
+// outcome is what became of one pass of a job.
 type outcome int
 
 const (
-	outcomeDone      outcome = iota // every request succeeded
-	outcomeIgnored                  // a failure matched the rule's ignore condition
-	outcomeFailed                   // a request failed, or the event was unusable
-	outcomeUnmatched                // the rule does not act on this event
-	outcomeAbandoned                // cut short by shutdown: not finished, must be read again
+	outcomeDone       outcome = iota // every request succeeded
+	outcomeIgnored                   // a failure matched the rule's ignore condition
+	outcomeRetry                     // failed; a retry event was produced and acknowledged
+	outcomeError                     // failed for good; an error event was produced and acknowledged
+	outcomeUnmatched                 // the rule does not act on this event (no case matched, canary, another rule's retry)
+	outcomeSampledOut                // the rule's sample left it out
+	outcomeAbandoned                 // older than claim_ttl / root_claim_ttl
+	outcomeReenqueued                // a delayed job produced again to its topic
+	outcomeDelayed                   // not finished: wait until job.due, then run again
+	outcomeCancelled                 // cut short by shutdown: not finished, must be read again
 )
 
-// finished reports whether the message's offset may be committed.
-func (o outcome) finished() bool { return o != outcomeAbandoned }
+// finished reports whether the job's offset may be committed.
+func (o outcome) finished() bool { return o != outcomeDelayed && o != outcomeCancelled }
 
-// handler turns one message into the rule's requests and sends them. It is
-// safe for concurrent use: it holds only read-only state.
+// handler runs one pass of a job. It is safe for concurrent use: it holds
+// only read-only state.
 type handler struct {
-	rule      *rules.Rule
-	sender    Sender
-	producer  Producer
-	userAgent string
-	names     Names
-	log       zerolog.Logger
-	now       func() time.Time
+	rule        *rules.Rule
+	sender      Sender
+	producer    Producer
+	userAgent   string
+	names       Names
+	retryPrefix string // topics starting with it are retry topics
+	log         zerolog.Logger
+	now         func() time.Time
 }
 
-// handle runs one message to its outcome. ctx is cancelled only when the
-// shutdown deadline has passed.
-func (h *handler) handle(ctx context.Context, m *Message) outcome {
-	ev, err := rules.ParseEvent(m.Value)
-	if err != nil {
-		return h.toErrorTopic(ctx, m, nil, failure{message: err.Error()})
+// handle runs one pass of j. ctx is cancelled only when the shutdown
+// deadline has passed.
+func (h *handler) handle(ctx context.Context, j *job) outcome {
+	switch j.phase {
+	case phaseReenqueue:
+		return h.reenqueue(ctx, j)
+	case phaseRun:
+		return h.run(ctx, j)
 	}
-	match, ok := h.rule.Match(ev)
-	if !ok {
+	now := h.now()
+	if strings.HasPrefix(j.msg.Topic, h.retryPrefix) {
+		return h.first(ctx, j, now, h.readRetry)
+	}
+	return h.first(ctx, j, now, h.readEvent)
+}
+
+// readEvent parses a message of one of the rule's topics.
+func (h *handler) readEvent(j *job) (skip outcome, err error) {
+	j.ev, err = rules.ParseEvent(j.msg.Value)
+	return outcomeDone, err
+}
+
+// readRetry parses a retry event: the original event is run again only by
+// the rule that wrote the retry.
+func (h *handler) readRetry(j *job) (skip outcome, err error) {
+	r, err := parseRetry(j.msg.Value)
+	if err != nil {
+		return outcomeDone, err
+	}
+	if r.EmitterID != h.names.Emitter(h.rule.Name) {
+		return outcomeUnmatched, nil
+	}
+	ev, err := rules.ParseEvent(r.OriginalEvent)
+	if err != nil {
+		return outcomeDone, fmt.Errorf("original_event: %w", err)
+	}
+	j.retry, j.ev = r, ev
+	return outcomeDone, nil
+}
+
+// first classifies a job just read: match, sample, claim TTLs, delays.
+func (h *handler) first(ctx context.Context, j *job, now time.Time, read func(*job) (outcome, error)) outcome {
+	if skip, err := read(j); err != nil {
+		return h.toErrorTopic(ctx, j, failure{message: err.Error(), attempts: 0})
+	} else if skip != outcomeDone {
+		return skip
+	}
+	m, verdict := h.rule.Evaluate(j.ev)
+	switch verdict {
+	case rules.SampledOut:
+		return outcomeSampledOut
+	case rules.NoMatch, rules.Canary:
 		return outcomeUnmatched
 	}
-	reqs, err := match.Requests(ev)
-	if err != nil {
-		return h.toErrorTopic(ctx, m, ev, failure{message: "expand request: " + err.Error()})
+	j.match = m
+	if h.expired(j.ev, now) {
+		return outcomeAbandoned
 	}
-	triggeredBy := triggeredBy(ev, m.Topic)
-	requestID := ev.Meta("request_id")
+	if j.retry != nil {
+		if j.retry.DueAt.After(now) {
+			j.phase, j.due = phaseRun, j.retry.DueAt
+			return outcomeDelayed
+		}
+		return h.run(ctx, j)
+	}
+	if !h.rule.DisableDelayedExecution {
+		if until, ok := eventTime(j.ev.Message["delay_until"]); ok && until.After(now) {
+			if until.Sub(now) <= h.rule.ReenqueueDelay {
+				j.phase, j.due = phaseRun, until
+			} else {
+				j.phase, j.due = phaseReenqueue, now.Add(h.rule.ReenqueueDelay)
+			}
+			return outcomeDelayed
+		}
+	}
+	return h.run(ctx, j)
+}
+
+// expired applies claim_ttl (meta.dt) and root_claim_ttl (root_event.dt).
+func (h *handler) expired(ev *rules.Event, now time.Time) bool {
+	if ttl := h.rule.ClaimTTL; ttl > 0 {
+		if dt, ok := eventTime(field(ev.Message, "meta", "dt")); ok && now.Sub(dt) > ttl {
+			return true
+		}
+	}
+	if ttl := h.rule.RootClaimTTL; ttl > 0 {
+		if dt, ok := eventTime(field(ev.Message, "root_event", "dt")); ok && now.Sub(dt) > ttl {
+			return true
+		}
+	}
+	return false
+}
+
+// reenqueue writes a delayed job back to its own topic; the original is
+// then finished.
+func (h *handler) reenqueue(ctx context.Context, j *job) outcome {
+	if err := produceAcked(ctx, h.producer, h.log, j.msg.Topic, -1, j.msg.Key, j.msg.Value); err != nil {
+		return outcomeCancelled
+	}
+	return outcomeReenqueued
+}
+
+// run sends the job's requests in order; the first failure decides.
+func (h *handler) run(ctx context.Context, j *job) outcome {
+	reqs, err := j.match.Requests(j.ev)
+	if err != nil {
+		return h.toErrorTopic(ctx, j, failure{message: "expand request: " + err.Error(), attempts: h.attempt(j)})
+	}
+	triggeredBy := h.triggeredBy(j)
+	requestID := j.ev.Meta("request_id")
 	result := outcomeDone
 	for i := range reqs {
 		req := &reqs[i]
 		h.addHeaders(req, requestID, triggeredBy)
 		resp, err := h.sender.Send(ctx, req)
 		if err != nil && ctx.Err() != nil {
-			return outcomeAbandoned
+			return outcomeCancelled
 		}
-		status := 0
+		f := failure{attempts: h.attempt(j)}
 		var header func(string) string
 		if resp != nil {
-			status = resp.Status
+			f.status, f.header, f.body = resp.Status, resp.Header, resp.Body
 			header = resp.Header.Get
 		}
-		switch o := h.rule.Classify(status, header, err); o {
+		o := h.rule.Classify(f.status, header, err)
+		switch o {
 		case rules.Done:
+			continue
 		case rules.Ignored:
 			result = outcomeIgnored
-		default:
-			// Retries and the error topic come with the retry pipeline;
-			// until then a failure is logged and the event is finished.
-			l := h.event(zerolog.WarnLevel, m).Str("outcome", o.String()).
-				Str("method", req.Method).Str("uri", req.URI).Int("status", status)
-			if err != nil {
-				l = l.Err(err)
-			}
-			l.Msg("request failed")
-			return outcomeFailed
+			continue
 		}
+		if err != nil {
+			f.status = rules.NetworkErrorStatus
+			f.message = fmt.Sprintf("%s %s: %v", req.Method, req.URI, err)
+		} else {
+			f.message = fmt.Sprintf("%s %s: status %d", req.Method, req.URI, f.status)
+		}
+		return h.failed(ctx, j, o, f)
 	}
 	return result
+}
+
+// attempt is the number of the attempt being made: 1 for a fresh event.
+func (h *handler) attempt(j *job) int {
+	if j.retry != nil {
+		return j.retry.Attempts + 1
+	}
+	return 1
+}
+
+// failed decides between a retry and the error topic (rules.md
+// "Outcomes"): a retryable failure with retries left produces a retry
+// event due retry_delay × retry_factor^(attempt-1) from now; a read-only
+// database retries after retry_delay without using up a retry; anything
+// else, or a retryable failure with none left, goes to the error topic.
+func (h *handler) failed(ctx context.Context, j *job, o rules.Outcome, f failure) outcome {
+	left := h.rule.RetryLimit
+	if j.retry != nil {
+		left = j.retry.RetriesLeft
+	}
+	switch {
+	case o == rules.RetryReadonly:
+		return h.toRetryTopic(ctx, j, left, h.rule.RetryDelay, f)
+	case o == rules.Retry && left > 0:
+		return h.toRetryTopic(ctx, j, left-1, h.rule.RetryDelayFor(f.attempts-1), f)
+	case o == rules.Retry:
+		f.message = fmt.Sprintf("retries exhausted after %d attempts: %s", f.attempts, f.message)
+	}
+	return h.toErrorTopic(ctx, j, f)
+}
+
+// toRetryTopic writes the retry event for j and returns once Kafka
+// acknowledged it.
+func (h *handler) toRetryTopic(ctx context.Context, j *job, left int, delay time.Duration, f failure) outcome {
+	now := h.now()
+	stream := j.ev.Meta("stream")
+	original := j.msg.Value
+	triggeredBy := h.triggeredBy(j)
+	if j.retry != nil {
+		original = j.retry.OriginalEvent
+	}
+	if stream == "" {
+		stream = h.names.Stream(j.msg.Topic)
+	}
+	r := retryEnvelope{
+		Schema: RetrySchema,
+		Meta: eventMeta{
+			URI: j.ev.Meta("uri"), RequestID: j.ev.Meta("request_id"), ID: newEventID(),
+			DT: now.UTC().Format(time.RFC3339Nano), Domain: j.ev.Meta("domain"),
+			Stream: h.names.RetryStream(stream),
+		},
+		TriggeredBy:   triggeredBy,
+		EmitterID:     h.names.Emitter(h.rule.Name),
+		RetriesLeft:   left,
+		OriginalEvent: original,
+		Reason:        f.message,
+		ErrorStatus:   f.status,
+		DueAt:         now.Add(delay).UTC(),
+		Attempts:      f.attempts,
+	}
+	b, err := json.Marshal(&r)
+	if err != nil {
+		return h.toErrorTopic(ctx, j, failure{message: "retry event: " + err.Error(), attempts: f.attempts})
+	}
+	h.logJob(zerolog.InfoLevel, j).Str("reason", f.message).Int("retries_left", left).Time("due_at", r.DueAt).Msg("to retry topic")
+	if err := produceAcked(ctx, h.producer, h.log, h.names.Retry(stream), -1, j.msg.Key, b); err != nil {
+		return outcomeCancelled
+	}
+	return outcomeRetry
+}
+
+// toErrorTopic writes the error event for j and returns once Kafka
+// acknowledged it; the event is then finished. If ctx ends first the event
+// is not finished: it will be read again.
+func (h *handler) toErrorTopic(ctx context.Context, j *job, f failure) outcome {
+	h.logJob(zerolog.WarnLevel, j).Str("reason", f.message).Int("status", f.status).Msg("to error topic")
+	raw := j.msg.Value
+	if j.retry != nil {
+		raw = j.retry.OriginalEvent
+	}
+	b := newErrorEvent(j.msg, j.ev, raw, f, h.rule.Name, h.names.Emitter(h.rule.Name), h.names.ErrorStream(), h.now())
+	if err := produceAcked(ctx, h.producer, h.log, h.names.Error(), -1, nil, b); err != nil {
+		return outcomeCancelled
+	}
+	return outcomeError
 }
 
 // addHeaders adds the headers every request carries, unless the rule's
@@ -113,39 +299,25 @@ func (h *handler) addHeaders(req *rules.Request, requestID, triggeredBy string) 
 }
 
 // triggeredBy is the chain of <stream>:<meta.uri> hops that led to this
-// event: the event's own triggered_by (set on retries and on events produced
-// by rules) followed by this hop.
-func triggeredBy(ev *rules.Event, topic string) string {
-	stream := ev.Meta("stream")
-	if stream == "" {
-		stream = topic
+// request: the event's own triggered_by (set on events produced by rules)
+// followed by this hop. A retry carries the chain of its original.
+func (h *handler) triggeredBy(j *job) string {
+	if j.retry != nil && j.retry.TriggeredBy != "" {
+		return j.retry.TriggeredBy
 	}
-	hop := stream + ":" + ev.Meta("uri")
-	if prev, ok := ev.Message["triggered_by"].(string); ok && prev != "" {
-		var b strings.Builder
-		b.Grow(len(prev) + 1 + len(hop))
-		b.WriteString(prev)
-		b.WriteByte(',')
-		b.WriteString(hop)
-		return b.String()
+	stream := j.ev.Meta("stream")
+	if stream == "" {
+		stream = h.names.Stream(j.msg.Topic)
+	}
+	hop := stream + ":" + j.ev.Meta("uri")
+	if prev, ok := j.ev.Message["triggered_by"].(string); ok && prev != "" {
+		return prev + "," + hop
 	}
 	return hop
 }
 
-// toErrorTopic writes the error event for m and returns once Kafka
-// acknowledged it; the event is then finished. If ctx ends first the event
-// is abandoned: it will be read again.
-func (h *handler) toErrorTopic(ctx context.Context, m *Message, ev *rules.Event, f failure) outcome {
-	h.event(zerolog.WarnLevel, m).Str("reason", f.message).Int("status", f.status).Msg("to error topic")
-	b := newErrorEvent(m, ev, f, h.rule.Name, h.names.Emitter(h.rule.Name), h.names.ErrorStream(), h.now())
-	if err := produceAcked(ctx, h.producer, h.log, h.names.Error(), -1, nil, b); err != nil {
-		return outcomeAbandoned
-	}
-	return outcomeFailed
-}
-
-func (h *handler) event(level zerolog.Level, m *Message) *zerolog.Event {
-	return h.log.WithLevel(level).Str("topic", m.Topic).Int32("partition", m.Partition).Int64("offset", m.Offset)
+func (h *handler) logJob(level zerolog.Level, j *job) *zerolog.Event {
+	return h.log.WithLevel(level).Str("topic", j.msg.Topic).Int32("partition", j.msg.Partition).Int64("offset", j.msg.Offset)
 }
 
 // errShutdown is the cause of the work context's cancellation.

@@ -1,5 +1,7 @@
 package dispatch
 
+import "strings"
+
 // Names names the topics changeprop writes for a service (service.md):
 // the error topic and, per stream, the retry topics, all with the dc prefix.
 type Names struct {
@@ -28,3 +30,14 @@ func (t Names) Retry(stream string) string { return t.prefixed(t.RetryStream(str
 
 // Emitter is the emitter_id of a rule's retry and error events.
 func (t Names) Emitter(rule string) string { return t.ServiceName + "#" + rule }
+
+// Stream is the stream name of a topic: the topic without the dc prefix.
+func (t Names) Stream(topic string) string {
+	if t.DC != "" && strings.HasPrefix(topic, t.DC+".") {
+		return topic[len(t.DC)+1:]
+	}
+	return topic
+}
+
+// RetryPrefix is the prefix of every retry topic of the service.
+func (t Names) RetryPrefix() string { return t.prefixed(t.ServiceName + ".retry.") }

@@ -34,7 +34,11 @@ type RunnerConfig struct {
 	CommitInterval  time.Duration // default 1s
 	ShutdownTimeout time.Duration // default 30s: how long in-flight events may finish after Run's context ends
 	RevokeTimeout   time.Duration // default 10s: how long in-flight events of revoked partitions may finish
-	Log             zerolog.Logger
+	// MaxDelayed bounds the jobs of one partition waiting for their time
+	// (retries not yet due, delayed jobs); past it the partition pauses
+	// until some are due. Default 1000.
+	MaxDelayed int
+	Log        zerolog.Logger
 }
 
 // Runner consumes for one rule. Run owns the Source: every Source call, the
@@ -57,6 +61,8 @@ type Runner struct {
 	partLimit   int // per-partition in-flight cap
 	draining    bool
 	subscribed  []string
+	delays      delayQueue
+	maxDelayed  int // per partition: past it the partition pauses
 
 	ready atomic.Bool // set once subscribed; read by health checks
 }
@@ -65,17 +71,17 @@ type Runner struct {
 type partition struct {
 	tp        TopicPartition
 	track     *offsetTracker
-	queue     []*Message // read, not yet started; in offset order
+	queue     []*job // ready to start (read, or due); in order
 	inflight  int
+	delayed   int // jobs of this partition in the delay queue
 	paused    bool
 	committed int64 // last offset committed by this runner, -1 before
 	gone      bool  // revoked: late completions are ignored
 }
 
 type completion struct {
-	p      *partition
-	offset int64
-	out    outcome
+	j   *job
+	out outcome
 }
 
 // NewRunner returns a Runner for cfg.
@@ -92,6 +98,9 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.TopicRefresh <= 0 {
 		cfg.TopicRefresh = 30 * time.Second
 	}
+	if cfg.MaxDelayed <= 0 {
+		cfg.MaxDelayed = 1000
+	}
 	limit := max(cfg.Rule.Concurrency, 1)
 	partLimit := cfg.Rule.PartitionConcurrency
 	if partLimit <= 0 || partLimit > limit {
@@ -104,8 +113,9 @@ func NewRunner(cfg RunnerConfig) *Runner {
 		cfg: cfg,
 		h: &handler{
 			rule: cfg.Rule, sender: cfg.Sender, producer: cfg.Producer, names: cfg.Names,
-			userAgent: cfg.UserAgent, log: log, now: time.Now,
+			retryPrefix: cfg.Names.RetryPrefix(), userAgent: cfg.UserAgent, log: log, now: time.Now,
 		},
+		maxDelayed:  cfg.MaxDelayed,
 		workCtx:     workCtx,
 		cancel:      cancel,
 		parts:       make(map[TopicPartition]*partition),
@@ -143,7 +153,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer wait.Stop()
 	for ctx.Err() == nil {
 		r.drainCompletions()
+		r.releaseDue(time.Now())
 		timeout := 100 * time.Millisecond
+		if due, ok := r.delays.next(); ok {
+			timeout = max(0, min(timeout, time.Until(due)))
+		}
 		if r.inflight >= r.limit {
 			// Full: every partition with work waiting is paused. Wait for a
 			// slot, but come back to Poll soon to serve the group.
@@ -229,14 +243,26 @@ func (r *Runner) accept(m *Message) {
 	}
 	r.stats.Consumed.Add(1)
 	p.track.add(m.Offset)
-	p.queue = append(p.queue, m)
+	p.queue = append(p.queue, &job{p: p, msg: m})
 	r.startFrom(p)
-	if len(p.queue) > 0 {
+	r.pauseIfBusy(p)
+}
+
+// pauseIfBusy pauses p while it has jobs waiting for a slot, or too many
+// waiting for their time; resumeIfIdle undoes it.
+func (r *Runner) pauseIfBusy(p *partition) {
+	if len(p.queue) > 0 || p.delayed >= r.maxDelayed {
 		r.pause(p)
 	}
 }
 
-// startFrom starts queued events of p, then of other partitions in turn,
+func (r *Runner) resumeIfIdle(p *partition) {
+	if len(p.queue) == 0 && p.delayed < r.maxDelayed {
+		r.resume(p)
+	}
+}
+
+// startFrom starts queued jobs of p, then of other partitions in turn,
 // while the rule and partition caps allow.
 func (r *Runner) startFrom(p *partition) {
 	r.startQueued(p)
@@ -253,25 +279,25 @@ func (r *Runner) startFrom(p *partition) {
 
 func (r *Runner) startQueued(p *partition) {
 	for len(p.queue) > 0 && r.inflight < r.limit && p.inflight < r.partLimit && !r.draining {
-		m := p.queue[0]
+		j := p.queue[0]
 		p.queue[0] = nil
 		p.queue = p.queue[1:]
 		p.inflight++
 		r.inflight++
 		r.stats.InFlight.Add(1)
-		go r.work(p, m)
+		go r.work(j)
 	}
 	if len(p.queue) == 0 {
 		p.queue = p.queue[:0:0]
-		r.resume(p)
+		r.resumeIfIdle(p)
 	}
 }
 
-// work handles one event on its own goroutine. The completions channel holds
-// as many entries as events may be in flight, so the send never blocks.
-func (r *Runner) work(p *partition, m *Message) {
-	out := r.h.handle(r.workCtx, m)
-	r.completions <- completion{p: p, offset: m.Offset, out: out}
+// work runs one pass of a job on its own goroutine. The completions channel
+// holds as many entries as jobs may be in flight, so the send never blocks.
+func (r *Runner) work(j *job) {
+	out := r.h.handle(r.workCtx, j)
+	r.completions <- completion{j: j, out: out}
 }
 
 func (r *Runner) drainCompletions() {
@@ -285,28 +311,43 @@ func (r *Runner) drainCompletions() {
 	}
 }
 
-// complete records a finished event and starts what its slot allows.
+// complete records a pass of a job: finished, or delayed until its time.
 func (r *Runner) complete(c completion) {
+	p := c.j.p
 	r.inflight--
-	c.p.inflight--
+	p.inflight--
 	r.stats.InFlight.Add(-1)
-	switch c.out {
-	case outcomeDone:
-		r.stats.Done.Add(1)
-	case outcomeIgnored:
-		r.stats.Ignored.Add(1)
-	case outcomeFailed:
-		r.stats.Failed.Add(1)
-	case outcomeUnmatched:
-		r.stats.Unmatched.Add(1)
-	case outcomeAbandoned:
-		r.stats.Abandoned.Add(1)
-	}
-	if c.p.gone || !c.out.finished() {
+	r.stats.count(c.out)
+	if p.gone {
 		return
 	}
-	c.p.track.done(c.offset)
-	r.startFrom(c.p)
+	switch {
+	case c.out == outcomeDelayed:
+		p.delayed++
+		r.delays.push(c.j)
+		r.pauseIfBusy(p)
+	case c.out.finished():
+		p.track.done(c.j.msg.Offset)
+	}
+	r.startFrom(p)
+}
+
+// releaseDue moves the jobs whose time has come from the delay queue to
+// their partitions' queues and starts what fits.
+func (r *Runner) releaseDue(now time.Time) {
+	for {
+		j := r.delays.popDue(now)
+		if j == nil {
+			return
+		}
+		if j.p.gone {
+			continue
+		}
+		j.p.delayed--
+		j.p.queue = append(j.p.queue, j)
+		r.startFrom(j.p)
+		r.pauseIfBusy(j.p)
+	}
 }
 
 func (r *Runner) pause(p *partition) {
@@ -392,7 +433,7 @@ func (r *Runner) Revoked(tps []TopicPartition, lost bool) {
 	}
 	if !lost {
 		for _, p := range revoked {
-			p.queue = nil // not started: the next owner reads them
+			p.queue = nil // not started, or delayed: the next owner reads them
 		}
 		r.awaitIdle(revoked, time.Now().Add(r.cfg.RevokeTimeout))
 		r.commit(revoked)
@@ -442,7 +483,7 @@ func (r *Runner) shutdown() error {
 	r.draining = true
 	var all []TopicPartition
 	for _, p := range r.order {
-		p.queue = nil
+		p.queue = nil // not started, or delayed (left in the delay queue): read again later
 		all = append(all, p.tp)
 	}
 	if len(all) > 0 {
@@ -461,7 +502,7 @@ func (r *Runner) shutdown() error {
 	if r.inflight > 0 {
 		r.cfg.Log.Warn().Int("inflight", r.inflight).Msg("shutdown deadline passed; abandoning in-flight events")
 		r.cancel(errShutdown)
-		// Abandoned events report back promptly once their requests are cancelled.
+		// Cancelled jobs report back promptly once their requests are cancelled.
 		r.awaitIdle(r.order, time.Now().Add(5*time.Second))
 	}
 	r.drainCompletions()

@@ -365,7 +365,7 @@ func TestRunnerShutdownDeadlineAbandons(t *testing.T) {
 	if _, _, c, ok := src.snapshot(); ok && c > 0 {
 		t.Fatalf("committed %d although offset 0 was abandoned", c)
 	}
-	if got := r.Stats().Abandoned.Load(); got != 1 {
+	if got := r.Stats().Cancelled.Load(); got != 1 {
 		t.Fatalf("abandoned = %d, want 1", got)
 	}
 }
@@ -413,7 +413,7 @@ func TestPartitionConcurrency(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Stats().Abandoned.Load(); got != 2 {
+	if got := r.Stats().Cancelled.Load(); got != 2 {
 		t.Errorf("abandoned %d slow events at shutdown, want the 2 partition_concurrency allowed in flight", got)
 	}
 }

@@ -56,11 +56,18 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	gen := testkit.NewJobGen(time.Now().UnixNano())
 	gen.Now = time.Now
 	jobTypes := testkit.JobTypes()
+	// The job topics, their retry topics and the error topic.
 	for _, jt := range jobTypes {
-		if err := cluster.CreateTopic(ctx, testkit.JobTopic(jt), devPartitions); err != nil {
-			fmt.Fprintln(stderr, "create topic:", err)
-			return 1
+		for _, t := range []string{testkit.JobTopic(jt), "changeprop-dev.retry." + testkit.JobTopic(jt)} {
+			if err := cluster.CreateTopic(ctx, t, devPartitions); err != nil {
+				fmt.Fprintln(stderr, "create topic:", err)
+				return 1
+			}
 		}
+	}
+	if err := cluster.CreateTopic(ctx, "changeprop-dev.error", 1); err != nil {
+		fmt.Fprintln(stderr, "create topic:", err)
+		return 1
 	}
 	cfg, err := rules.Load([]byte(strings.ReplaceAll(devRules, "@JOBRUNNER@", runner.URL())),
 		func(k string) string {
@@ -99,8 +106,8 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 			done = true
 		case now := <-tick.C:
 			p := svc.progress()
-			fmt.Fprintf(stdout, "%4.0fs  consumed %8d  done %8d  failed %6d  %7.0f jobs/s  in-flight %4d  lag %6d\n",
-				now.Sub(start).Seconds(), p.consumed, p.finished, p.failed,
+			fmt.Fprintf(stdout, "%4.0fs  consumed %8d  done %8d  retried %5d  failed %5d  %7.0f jobs/s  in-flight %4d  lag %6d\n",
+				now.Sub(start).Seconds(), p.consumed, p.finished, p.retried, p.failed,
 				float64(p.finished-last)/now.Sub(lastAt).Seconds(), p.inflight, p.lag)
 			last, lastAt = p.finished, now
 			if *jobs > 0 && p.finished >= *jobs {
@@ -112,8 +119,8 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	wg.Wait()
 	p := svc.progress()
 	elapsed := time.Since(start)
-	fmt.Fprintf(stdout, "summary: %d jobs done in %.1fs (%.0f jobs/s): %d succeeded, %d failed; job runner answered %d requests, at most %d at once\n",
-		p.finished, elapsed.Seconds(), float64(p.finished)/elapsed.Seconds(), p.finished-p.failed, p.failed, runner.Count(), runner.MaxConcurrent())
+	fmt.Fprintf(stdout, "summary: %d jobs done in %.1fs (%.0f jobs/s): %d succeeded, %d on the error topic; %d retries; job runner answered %d requests, at most %d at once\n",
+		p.finished, elapsed.Seconds(), float64(p.finished)/elapsed.Seconds(), p.finished-p.failed, p.failed, p.retried, runner.Count(), runner.MaxConcurrent())
 	if svcErr != nil {
 		fmt.Fprintln(stderr, svcErr)
 		return 1
@@ -169,7 +176,7 @@ func jobBatch(gen *testkit.JobGen, n int) []testkit.Record {
 
 // progress sums every rule's counters.
 type progress struct {
-	consumed, finished, failed, inflight, lag int64
+	consumed, finished, retried, failed, inflight, lag int64
 }
 
 func (s *service) progress() progress {
@@ -177,10 +184,11 @@ func (s *service) progress() progress {
 	for _, r := range s.runners {
 		st := r.Stats()
 		p.consumed += st.Consumed.Load()
-		// Done, ignored and failed: events a rule acted on. Events a rule
-		// does not act on (unmatched, excluded topics) are not jobs.
+		// Done, ignored and failed for good: jobs at their end. A retried
+		// job counts when its retry ends.
 		p.finished += st.Done.Load() + st.Ignored.Load() + st.Failed.Load()
 		p.failed += st.Failed.Load()
+		p.retried += st.Retried.Load()
 		p.inflight += st.InFlight.Load()
 		p.lag += st.Lag.Load()
 	}

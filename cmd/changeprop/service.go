@@ -23,7 +23,8 @@ type service struct {
 	runners  []*dispatch.Runner
 }
 
-// topicRefresh is how often rules with /regex/ topics look for new topics.
+// topicRefresh is how often rules look for new topics (their retry topics,
+// topics matching a /regex/).
 const topicRefresh = 30 * time.Second
 
 // newService creates the producer and a consumer per rule, in group
@@ -51,11 +52,9 @@ func newService(cfg *rules.Config, log zerolog.Logger) (*service, error) {
 			s.closeUnstarted()
 			return nil, fmt.Errorf("rule %s: %w", r.Name, err)
 		}
-		topics, resolve := subscription(cfg, r)
 		s.runners = append(s.runners, dispatch.NewRunner(dispatch.RunnerConfig{
 			Rule:            r,
-			Topics:          topics,
-			Resolve:         resolve,
+			Resolve:         dispatch.Subscription(cfg, r),
 			TopicRefresh:    topicRefresh,
 			Source:          src,
 			Sender:          s.sender,
@@ -97,35 +96,4 @@ func (s *service) run(ctx context.Context) error {
 	s.sender.CloseIdle()
 	s.producer.Close(10 * time.Second)
 	return errors.Join(errs...)
-}
-
-// subscription is how a rule subscribes: a fixed list of topic names (dc
-// prefix applied) when it names its topics, or a resolver over the
-// cluster's topics when one of them is a /regex/, so that topics created
-// later are picked up and exclude_topics are never read.
-func subscription(cfg *rules.Config, r *rules.Rule) (topics []string, resolve func([]string) []string) {
-	dynamic := false
-	for _, t := range r.Topics {
-		if t.Regex != nil {
-			dynamic = true
-			continue
-		}
-		topics = append(topics, cfg.Topic(t.Name))
-	}
-	if !dynamic {
-		return topics, nil
-	}
-	return nil, func(all []string) []string {
-		var out []string
-		for _, t := range all {
-			name := cfg.TopicName(t)
-			if cfg.DC != "" && name == t {
-				continue // not of this datacenter
-			}
-			if r.Subscribes(name) {
-				out = append(out, t)
-			}
-		}
-		return out
-	}
 }

@@ -30,8 +30,7 @@ func newProducer(t *testing.T, cfg *rules.Config) *kafka.Producer {
 
 // startRunner runs rule r of cfg against the cluster through librdkafka, as
 // cmd/changeprop wires it, and returns a function that stops it and
-// returns Run's error. A rule with a /regex/ topic resolves its
-// subscription every 500ms.
+// returns Run's error. The subscription is resolved every 500ms.
 func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule) (*dispatch.Runner, func() error) {
 	t.Helper()
 	src, err := kafka.NewConsumer(kafka.ConsumerConfig{
@@ -54,26 +53,7 @@ func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule) (*dispatch.Runn
 		TopicRefresh:    500 * time.Millisecond,
 		Log:             zerolog.Nop(),
 	}
-	regex := false
-	for _, tp := range r.Topics {
-		if tp.Regex != nil {
-			regex = true
-		} else {
-			rc.Topics = append(rc.Topics, cfg.Topic(tp.Name))
-		}
-	}
-	if regex {
-		rc.Topics = nil
-		rc.Resolve = func(all []string) []string {
-			var out []string
-			for _, t := range all {
-				if r.Subscribes(cfg.TopicName(t)) {
-					out = append(out, t)
-				}
-			}
-			return out
-		}
-	}
+	rc.Resolve = dispatch.Subscription(cfg, r)
 	runner := dispatch.NewRunner(rc)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)

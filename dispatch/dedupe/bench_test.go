@@ -1,0 +1,66 @@
+package dedupe_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"changeprop/dispatch/dedupe"
+)
+
+// benchClaimConfirm runs the hot path of one job: Claim, then Confirm.
+func benchClaimConfirm(b *testing.B, s dedupe.Store) {
+	ctx := context.Background()
+	j := withRoot(withSHA1(job("", 0), ""), "sig", 0)
+	now := t0
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		j.ID = strconv.Itoa(i)
+		j.SHA1 = j.ID // a sha1 of its own: the same one would be a duplicate
+		j.RootDT = now
+		now = now.Add(time.Millisecond)
+		r, c, err := s.Claim(ctx, j, now)
+		if err != nil || r != dedupe.Fresh {
+			b.Fatalf("claim %d = %v, %v", i, r, err)
+		}
+		if err := s.Confirm(ctx, c, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkClaimConfirm(b *testing.B) {
+	b.Run("memory", func(b *testing.B) { benchClaimConfirm(b, dedupe.NewMemory()) })
+	b.Run("redis", func(b *testing.B) {
+		srv := startRedis(b)
+		benchClaimConfirm(b, dedupe.NewRedis(srv.Client(), newPrefix(), dedupe.RedisOptions{Timeout: 5 * time.Second}))
+	})
+}
+
+// benchLimiter checks then fails a key, as a failing job does.
+func benchLimiter(b *testing.B, l dedupe.Limiter) {
+	ctx := context.Background()
+	now := t0
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(time.Minute) // 60 per hour: never blocked
+		if blocked, err := l.Blocked(ctx, "html:k", now); err != nil || blocked {
+			b.Fatalf("blocked = %v, %v", blocked, err)
+		}
+		if err := l.Failure(ctx, "html:k", now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLimiter(b *testing.B) {
+	ws := []dedupe.Window{{Limit: 100, Period: time.Hour}}
+	b.Run("memory", func(b *testing.B) { benchLimiter(b, dedupe.NewMemoryLimiter(ws)) })
+	b.Run("redis", func(b *testing.B) {
+		srv := startRedis(b)
+		benchLimiter(b, dedupe.NewRedisLimiter(srv.Client(), newPrefix(), ws))
+	})
+}

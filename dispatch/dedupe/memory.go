@@ -1,0 +1,218 @@
+package dedupe
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// DefaultMaxEntries bounds a Memory store made by NewMemory.
+const DefaultMaxEntries = 1 << 19
+
+// MemoryOptions configures a Memory store. Zero values mean the defaults.
+type MemoryOptions struct {
+	// ClaimTTL is the claim lifetime of jobs that set none (DefaultClaimTTL).
+	ClaimTTL time.Duration
+	// MaxEntries bounds the ids, sha1s and root signatures held together
+	// (DefaultMaxEntries). When full, expired entries go first, then
+	// arbitrary ones down to 7/8 of the bound: a lost mark only lets a
+	// duplicate run once more.
+	MaxEntries int
+}
+
+// Memory is an in-process Store for a service without Redis. It is safe
+// for concurrent use; entries expire lazily against the now of each call.
+type Memory struct {
+	claimTTL time.Duration
+	max      int
+
+	mu    sync.Mutex
+	seq   uint64
+	ids   map[idKey]idEntry
+	sha1s map[nsKey]mark
+	roots map[nsKey]mark
+}
+
+type idKey struct{ ns, domain, id string }
+type nsKey struct{ ns, k string }
+
+// idEntry is a claim (seq != 0) or a done mark (seq == 0).
+type idEntry struct {
+	exp int64 // unix ns
+	seq uint64
+}
+
+// mark holds a time (the sha1's processing time, the signature's newest
+// root_event.dt) until exp.
+type mark struct{ exp, t int64 }
+
+// NewMemory returns an empty Memory store with the default options.
+func NewMemory() *Memory { return NewMemoryWith(MemoryOptions{}) }
+
+// NewMemoryWith returns an empty Memory store.
+func NewMemoryWith(o MemoryOptions) *Memory {
+	if o.ClaimTTL <= 0 {
+		o.ClaimTTL = DefaultClaimTTL
+	}
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = DefaultMaxEntries
+	}
+	return &Memory{
+		claimTTL: o.ClaimTTL,
+		max:      o.MaxEntries,
+		ids:      make(map[idKey]idEntry),
+		sha1s:    make(map[nsKey]mark),
+		roots:    make(map[nsKey]mark),
+	}
+}
+
+// Len returns the number of entries held, expired ones included.
+func (m *Memory) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.len()
+}
+
+func (m *Memory) len() int { return len(m.ids) + len(m.sha1s) + len(m.roots) }
+
+// Claim implements Store. It never fails.
+func (m *Memory) Claim(_ context.Context, j Job, now time.Time) (Result, *Claim, error) {
+	t := now.UnixNano()
+	ik := idKey{j.Namespace, j.Domain, j.ID}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.ids[ik]; ok {
+		switch {
+		case e.exp <= t:
+			delete(m.ids, ik)
+		case e.seq == 0:
+			return DuplicateID, nil, nil
+		default:
+			return Busy, nil, nil
+		}
+	}
+	if j.hasSHA1() {
+		if p, ok := m.live(m.sha1s, nsKey{j.Namespace, j.SHA1}, t); ok && p > j.sha1Ref().Add(-SHA1Slack).UnixNano() {
+			return DuplicateSHA1, nil, nil
+		}
+	}
+	if j.hasRoot() {
+		if r, ok := m.live(m.roots, nsKey{j.Namespace, j.RootSignature}, t); ok && r > j.RootDT.UnixNano() {
+			return DuplicateRoot, nil, nil
+		}
+	}
+	m.makeRoom(t)
+	m.seq++
+	m.ids[ik] = idEntry{exp: now.Add(claimTTL(&j, m.claimTTL)).UnixNano(), seq: m.seq}
+	return Fresh, &Claim{job: j, at: now, seq: m.seq}, nil
+}
+
+// live returns the time held under k unless it has expired (and then
+// drops it).
+func (m *Memory) live(tab map[nsKey]mark, k nsKey, t int64) (int64, bool) {
+	e, ok := tab[k]
+	if !ok {
+		return 0, false
+	}
+	if e.exp <= t {
+		delete(tab, k)
+		return 0, false
+	}
+	return e.t, true
+}
+
+// Confirm implements Store. It never fails.
+func (m *Memory) Confirm(_ context.Context, c *Claim, now time.Time) error {
+	if c == nil {
+		return nil
+	}
+	j := &c.job
+	t := now.UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.makeRoom(t)
+	m.ids[idKey{j.Namespace, j.Domain, j.ID}] = idEntry{exp: now.Add(IDTTL).UnixNano()}
+	if j.hasSHA1() {
+		m.raise(m.sha1s, nsKey{j.Namespace, j.SHA1}, c.at.UnixNano(), now.Add(SHA1TTL).UnixNano(), t)
+	}
+	if j.hasRoot() {
+		m.raise(m.roots, nsKey{j.Namespace, j.RootSignature}, j.RootDT.UnixNano(), now.Add(RootTTL).UnixNano(), t)
+	}
+	return nil
+}
+
+// raise stores v under k unless a live mark holds a later time.
+func (m *Memory) raise(tab map[nsKey]mark, k nsKey, v, exp, t int64) {
+	if old, ok := m.live(tab, k, t); ok && old > v {
+		return
+	}
+	tab[k] = mark{exp: exp, t: v}
+}
+
+// Release implements Store. It never fails.
+func (m *Memory) Release(_ context.Context, c *Claim) error {
+	if c == nil {
+		return nil
+	}
+	k := idKey{c.job.Namespace, c.job.Domain, c.job.ID}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.ids[k]; ok && e.seq == c.seq {
+		delete(m.ids, k)
+	}
+	return nil
+}
+
+// makeRoom keeps the store under its bound before an insert: when full it
+// drops expired entries and, if that is not enough, arbitrary ones (done
+// marks and sha1/root marks before claims) down to 7/8 of the bound, so
+// that the cost is amortized over the next max/8 inserts.
+func (m *Memory) makeRoom(t int64) {
+	if m.len() < m.max {
+		return
+	}
+	for k, e := range m.ids {
+		if e.exp <= t {
+			delete(m.ids, k)
+		}
+	}
+	sweep(m.sha1s, t)
+	sweep(m.roots, t)
+	target := m.max - m.max/8
+	if target >= m.max {
+		target = m.max - 1
+	}
+	evict(m.sha1s, m, target)
+	evict(m.roots, m, target)
+	for k, e := range m.ids {
+		if m.len() <= target {
+			return
+		}
+		if e.seq == 0 {
+			delete(m.ids, k)
+		}
+	}
+	for k := range m.ids {
+		if m.len() <= target {
+			return
+		}
+		delete(m.ids, k)
+	}
+}
+
+func sweep(tab map[nsKey]mark, t int64) {
+	for k, e := range tab {
+		if e.exp <= t {
+			delete(tab, k)
+		}
+	}
+}
+
+func evict(tab map[nsKey]mark, m *Memory, target int) {
+	for k := range tab {
+		if m.len() <= target {
+			return
+		}
+		delete(tab, k)
+	}
+}

@@ -1,0 +1,111 @@
+package dedupe_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// redisServer is a real redis-server run by a test on a free loopback
+// port, without persistence. It could move to internal/testkit.
+type redisServer struct {
+	t    testing.TB
+	Addr string
+	port int
+	cmd  *exec.Cmd
+	out  chan struct{} // closed when the server's output is drained
+}
+
+// startRedis starts a redis-server for t and stops it when t ends. It
+// fails t when redis-server is not installed (`make test` installs it).
+func startRedis(t testing.TB) *redisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("redis-server is not on PATH: run `make test` (it installs it) or `apt-get install redis-server`: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	s := &redisServer{t: t, port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Start (re)starts the server on its port and waits until it accepts
+// connections.
+func (s *redisServer) Start() {
+	s.t.Helper()
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--loglevel", "notice")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		s.t.Fatalf("redis-server: %v", err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("starting redis-server: %v", err)
+	}
+	ready, drained := make(chan struct{}), make(chan struct{})
+	var log strings.Builder
+	go func() {
+		defer close(drained)
+		sc := bufio.NewScanner(out)
+		signalled := false
+		for sc.Scan() {
+			if !signalled {
+				log.WriteString(sc.Text() + "\n")
+				if strings.Contains(sc.Text(), "Ready to accept connections") {
+					close(ready)
+					signalled = true
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-drained
+		_ = cmd.Wait()
+		s.t.Fatalf("redis-server on port %d not ready after 10s:\n%s", s.port, log.String())
+	}
+	s.cmd, s.out = cmd, drained
+}
+
+// Stop kills the server (SIGKILL, like a crash) and waits for it to exit.
+func (s *redisServer) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.out
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Pause stops the process (SIGSTOP): connections hang instead of failing.
+func (s *redisServer) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server.
+func (s *redisServer) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
+// Client returns a client of the server with go-redis's default options,
+// closed when the test ends.
+func (s *redisServer) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
