@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"changeprop/breaker"
 	"changeprop/rules"
 )
 
@@ -32,39 +33,106 @@ const (
 // finished reports whether the job's offset may be committed.
 func (o outcome) finished() bool { return o != outcomeDelayed && o != outcomeCancelled }
 
-// handler runs one pass of a job. It is safe for concurrent use: it holds
-// only read-only state.
+// handler classifies jobs (on the poll goroutine) and runs their passes
+// (on worker goroutines). It is safe for concurrent use: it holds only
+// read-only state and concurrency-safe collaborators.
 type handler struct {
 	rule        *rules.Rule
 	sender      Sender
 	producer    Producer
+	breakers    *breaker.Set // nil: no breakers
 	userAgent   string
 	names       Names
 	retryPrefix string // topics starting with it are retry topics
+	rateLimited bool
 	log         zerolog.Logger
 	now         func() time.Time
 }
 
-// handle runs one pass of j. ctx is cancelled only when the shutdown
-// deadline has passed.
+// next is what the poll loop does with a job it classified.
+type next uint8
+
+const (
+	nextRun    next = iota // admit it to run (or to write its error event)
+	nextWait               // put it in the delay queue until job.due
+	nextFinish             // it is finished: commit it
+)
+
+// classify decides what a job just read needs. It runs on the poll
+// goroutine and does no I/O: parse, match, claim TTLs, delays, keys.
+func (h *handler) classify(j *job, now time.Time) (next, outcome) {
+	var skip outcome
+	var err error
+	if strings.HasPrefix(j.msg.Topic, h.retryPrefix) {
+		skip, err = h.readRetry(j)
+	} else {
+		j.ev, err = rules.ParseEvent(j.msg.Value)
+	}
+	if err != nil {
+		j.phase, j.fail = phaseError, failure{message: err.Error()}
+		return nextRun, 0
+	}
+	if skip != outcomeDone {
+		return nextFinish, skip
+	}
+	m, verdict := h.rule.Evaluate(j.ev)
+	switch verdict {
+	case rules.SampledOut:
+		return nextFinish, outcomeSampledOut
+	case rules.NoMatch, rules.Canary:
+		return nextFinish, outcomeUnmatched
+	}
+	j.match = m
+	if h.expired(j.ev, now) {
+		return nextFinish, outcomeAbandoned
+	}
+	h.keys(j)
+	j.phase = phaseRun
+	if j.retry != nil {
+		if j.retry.DueAt.After(now) {
+			j.due = j.retry.DueAt
+			return nextWait, 0
+		}
+		return nextRun, 0
+	}
+	if !h.rule.DisableDelayedExecution {
+		if until, ok := eventTime(j.ev.Message["delay_until"]); ok && until.After(now) {
+			if until.Sub(now) <= h.rule.ReenqueueDelay {
+				j.due = until
+			} else {
+				j.phase, j.due = phaseReenqueue, now.Add(h.rule.ReenqueueDelay)
+			}
+			return nextWait, 0
+		}
+	}
+	return nextRun, 0
+}
+
+// keys fills the job's concurrency and rate-limit keys.
+func (h *handler) keys(j *job) {
+	if h.rule.ConcurrencyKey == nil && (h.rule.RateLimit == nil || h.rule.RateLimit.Key == nil) {
+		return
+	}
+	scope := j.match.Scope(j.ev)
+	if t := h.rule.ConcurrencyKey; t != nil {
+		j.key, _ = t.Text(scope)
+	}
+	j.rateKey = j.key
+	if rl := h.rule.RateLimit; rl != nil && rl.Key != nil {
+		j.rateKey, _ = rl.Key.Text(scope)
+	}
+}
+
+// handle runs one pass of j on a worker goroutine. ctx is cancelled only
+// when the shutdown deadline has passed.
 func (h *handler) handle(ctx context.Context, j *job) outcome {
 	switch j.phase {
 	case phaseReenqueue:
 		return h.reenqueue(ctx, j)
-	case phaseRun:
-		return h.run(ctx, j)
+	case phaseError:
+		return h.toErrorTopic(ctx, j, j.fail)
 	}
-	now := h.now()
-	if strings.HasPrefix(j.msg.Topic, h.retryPrefix) {
-		return h.first(ctx, j, now, h.readRetry)
-	}
-	return h.first(ctx, j, now, h.readEvent)
-}
-
-// readEvent parses a message of one of the rule's topics.
-func (h *handler) readEvent(j *job) (skip outcome, err error) {
-	j.ev, err = rules.ParseEvent(j.msg.Value)
-	return outcomeDone, err
+	return h.run(ctx, j)
 }
 
 // readRetry parses a retry event: the original event is run again only by
@@ -83,44 +151,6 @@ func (h *handler) readRetry(j *job) (skip outcome, err error) {
 	}
 	j.retry, j.ev = r, ev
 	return outcomeDone, nil
-}
-
-// first classifies a job just read: match, sample, claim TTLs, delays.
-func (h *handler) first(ctx context.Context, j *job, now time.Time, read func(*job) (outcome, error)) outcome {
-	if skip, err := read(j); err != nil {
-		return h.toErrorTopic(ctx, j, failure{message: err.Error(), attempts: 0})
-	} else if skip != outcomeDone {
-		return skip
-	}
-	m, verdict := h.rule.Evaluate(j.ev)
-	switch verdict {
-	case rules.SampledOut:
-		return outcomeSampledOut
-	case rules.NoMatch, rules.Canary:
-		return outcomeUnmatched
-	}
-	j.match = m
-	if h.expired(j.ev, now) {
-		return outcomeAbandoned
-	}
-	if j.retry != nil {
-		if j.retry.DueAt.After(now) {
-			j.phase, j.due = phaseRun, j.retry.DueAt
-			return outcomeDelayed
-		}
-		return h.run(ctx, j)
-	}
-	if !h.rule.DisableDelayedExecution {
-		if until, ok := eventTime(j.ev.Message["delay_until"]); ok && until.After(now) {
-			if until.Sub(now) <= h.rule.ReenqueueDelay {
-				j.phase, j.due = phaseRun, until
-			} else {
-				j.phase, j.due = phaseReenqueue, now.Add(h.rule.ReenqueueDelay)
-			}
-			return outcomeDelayed
-		}
-	}
-	return h.run(ctx, j)
 }
 
 // expired applies claim_ttl (meta.dt) and root_claim_ttl (root_event.dt).
@@ -147,7 +177,10 @@ func (h *handler) reenqueue(ctx context.Context, j *job) outcome {
 	return outcomeReenqueued
 }
 
-// run sends the job's requests in order; the first failure decides.
+// run sends the job's requests in order; the first failure decides. A
+// request whose destination's breaker is open is not sent: the job waits
+// for the breaker (outcomeDelayed, blocked), or, with a per-key breaker,
+// is parked on the retry topic without using up a retry.
 func (h *handler) run(ctx context.Context, j *job) outcome {
 	reqs, err := j.match.Requests(j.ev)
 	if err != nil {
@@ -159,8 +192,13 @@ func (h *handler) run(ctx context.Context, j *job) outcome {
 	for i := range reqs {
 		req := &reqs[i]
 		h.addHeaders(req, requestID, triggeredBy)
+		dest, done, wait := h.allow(j, req)
+		if wait {
+			return h.blocked(ctx, j, dest)
+		}
 		resp, err := h.sender.Send(ctx, req)
 		if err != nil && ctx.Err() != nil {
+			done(false) // our own shutdown says nothing of the destination
 			return outcomeCancelled
 		}
 		f := failure{attempts: h.attempt(j)}
@@ -168,6 +206,12 @@ func (h *handler) run(ctx context.Context, j *job) outcome {
 		if resp != nil {
 			f.status, f.header, f.body = resp.Status, resp.Header, resp.Body
 			header = resp.Header.Get
+		}
+		done(breaker.IsFailure(f.status, err))
+		if resp != nil && (f.status == 429 || f.status == 503) && h.breakers != nil {
+			if until, ok := breaker.ParseRetryAfter(resp.Header.Get("Retry-After"), h.now()); ok {
+				h.breakers.Backoff(dest, until)
+			}
 		}
 		o := h.rule.Classify(f.status, header, err)
 		switch o {
@@ -186,6 +230,50 @@ func (h *handler) run(ctx context.Context, j *job) outcome {
 		return h.failed(ctx, j, o, f)
 	}
 	return result
+}
+
+// allow asks the breaker of the request's destination (or of the rule's
+// breaker.key) for permission. wait is true when it is open or backing off.
+func (h *handler) allow(j *job, req *rules.Request) (dest string, done func(bool), wait bool) {
+	if h.breakers == nil {
+		return "", func(bool) {}, false
+	}
+	dest = breaker.Destination(req.URI)
+	if k := h.rule.Breaker.Key; k != nil {
+		key, _ := k.Text(j.match.Scope(j.ev))
+		dest = h.rule.Name + ":" + key
+	}
+	done, err := h.breakers.Allow(dest)
+	if err != nil {
+		return dest, nil, true
+	}
+	return dest, done, false
+}
+
+// blockedRecheck is how soon a job blocked by a breaker with no known
+// reopening time (half-open, its trial requests taken) asks again.
+const blockedRecheck = 250 * time.Millisecond
+
+// blocked handles a job whose breaker said no: it waits in the delay queue
+// until the breaker may let requests through (its partition pauses), or,
+// with a per-key breaker, goes to the retry topic due then, its retries
+// untouched, so that other keys keep flowing.
+func (h *handler) blocked(ctx context.Context, j *job, dest string) outcome {
+	now := h.now()
+	until := h.breakers.WaitUntil(dest)
+	if !until.After(now) {
+		until = now.Add(blockedRecheck)
+	}
+	if h.rule.Breaker.Key != nil {
+		left := h.rule.RetryLimit
+		if j.retry != nil {
+			left = j.retry.RetriesLeft
+		}
+		f := failure{message: "circuit breaker open for " + dest, attempts: h.attempt(j) - 1}
+		return h.toRetryTopic(ctx, j, left, until.Sub(now), f)
+	}
+	j.due, j.blocked = until, true
+	return outcomeDelayed
 }
 
 // attempt is the number of the attempt being made: 1 for a fresh event.

@@ -13,14 +13,19 @@ import (
 // (a retry not yet due, a delayed job), run, finished. The poll goroutine
 // owns it except while a worker runs it.
 type job struct {
-	p   *partition
+	p   *part
 	msg *Message
 	// Filled by the first pass of the handler, kept for the next.
-	ev    *rules.Event
-	match *rules.Match
-	retry *retryEnvelope // set when msg is a retry event of this rule
-	phase phase
-	due   time.Time // when a delayed job may continue
+	ev      *rules.Event
+	match   *rules.Match
+	retry   *retryEnvelope // set when msg is a retry event of this rule
+	phase   phase
+	due     time.Time // when a delayed job may continue
+	key     string    // concurrency key (per wiki); "" without concurrency_key
+	rateKey string    // rate-limit bucket
+	rated   bool      // took its rate-limit token
+	blocked bool      // waits for an open breaker
+	fail    failure   // phaseError: why the job goes to the error topic
 }
 
 // phase is where a job stands when a worker picks it up.
@@ -30,6 +35,7 @@ const (
 	phaseNew       phase = iota // just read: classify, maybe delay
 	phaseRun                    // due: send the requests
 	phaseReenqueue              // a delayed job whose reenqueue_delay passed: produce it again
+	phaseError                  // unusable: write its error event
 )
 
 // RetrySchema is the $schema of retry events.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"changeprop/breaker"
+	"changeprop/partition"
 	"changeprop/rules"
 )
 
@@ -28,7 +30,9 @@ type RunnerConfig struct {
 	Source       Source
 	Sender       Sender
 	// Producer writes error events (and everything else the rule produces).
-	Producer        Producer
+	Producer Producer
+	// Breakers guard the rule's destinations; nil means none.
+	Breakers        *breaker.Set
 	Names           Names // names of the error and retry topics
 	UserAgent       string
 	CommitInterval  time.Duration // default 1s
@@ -52,30 +56,36 @@ type Runner struct {
 	cancel  context.CancelCauseFunc
 
 	// Owned by Run's goroutine.
-	parts       map[TopicPartition]*partition
-	order       []*partition // assigned partitions, for round-robin starts
-	rr          int
+	parts       map[TopicPartition]*part
+	order       []*part // assigned partitions
 	inflight    int
 	completions chan completion
 	limit       int // rule-wide in-flight cap
 	partLimit   int // per-partition in-flight cap
+	lanes       *partition.Lanes[*job]
+	limiters    *partition.Limiters // safe for concurrent use
 	draining    bool
 	subscribed  []string
 	delays      delayQueue
 	maxDelayed  int // per partition: past it the partition pauses
+	now         func() time.Time
 
-	ready atomic.Bool // set once subscribed; read by health checks
+	retune chan Tuning // new settings for the poll goroutine
+	ready  atomic.Bool // set once subscribed; read by health checks
 }
 
-// partition is the poll goroutine's state for one assigned partition.
-type partition struct {
+// part is the poll goroutine's state for one assigned partition.
+type part struct {
 	tp        TopicPartition
 	track     *offsetTracker
-	queue     []*job // ready to start (read, or due); in order
+	backlog   []*job // ready to run, not yet admitted to the lanes; in order
+	admitted  int    // jobs in the lanes: waiting for their key, or in flight
 	inflight  int
 	delayed   int // jobs of this partition in the delay queue
+	blocked   int // of which waiting for an open breaker
 	paused    bool
 	committed int64 // last offset committed by this runner, -1 before
+	revoking  bool  // being revoked: nothing more starts
 	gone      bool  // revoked: late completions are ignored
 }
 
@@ -101,29 +111,37 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.MaxDelayed <= 0 {
 		cfg.MaxDelayed = 1000
 	}
-	limit := max(cfg.Rule.Concurrency, 1)
-	partLimit := cfg.Rule.PartitionConcurrency
-	if partLimit <= 0 || partLimit > limit {
-		partLimit = limit
-	}
+	tuning := TuningOf(cfg.Rule)
+	limit, partLimit := tuning.caps()
 	log := cfg.Log.With().Str("rule", cfg.Rule.Name).Logger()
 	cfg.Log = log
 	workCtx, cancel := context.WithCancelCause(context.Background())
 	return &Runner{
 		cfg: cfg,
 		h: &handler{
-			rule: cfg.Rule, sender: cfg.Sender, producer: cfg.Producer, names: cfg.Names,
-			retryPrefix: cfg.Names.RetryPrefix(), userAgent: cfg.UserAgent, log: log, now: time.Now,
+			rule: cfg.Rule, sender: cfg.Sender, producer: cfg.Producer, breakers: cfg.Breakers,
+			names: cfg.Names, retryPrefix: cfg.Names.RetryPrefix(), userAgent: cfg.UserAgent,
+			rateLimited: cfg.Rule.RateLimit != nil, log: log, now: time.Now,
 		},
-		maxDelayed:  cfg.MaxDelayed,
-		workCtx:     workCtx,
-		cancel:      cancel,
-		parts:       make(map[TopicPartition]*partition),
-		completions: make(chan completion, limit),
+		maxDelayed: cfg.MaxDelayed,
+		workCtx:    workCtx,
+		cancel:     cancel,
+		parts:      make(map[TopicPartition]*part),
+		// Completions never wait while at most this many jobs are in
+		// flight; beyond it (concurrency raised live) a worker waits for
+		// the poll loop to take one, which it does at every turn.
+		completions: make(chan completion, max(limit, completionBuffer)),
 		limit:       limit,
 		partLimit:   partLimit,
+		lanes:       partition.NewLanes[*job](tuning.KeyLimits, cfg.Rule.Ordered),
+		limiters:    partition.NewLimiters(tuning.Rate),
+		now:         time.Now,
+		retune:      make(chan Tuning, 1),
 	}
 }
+
+// completionBuffer is the least capacity of the completions channel.
+const completionBuffer = 1024
 
 // Name is the rule's name.
 func (r *Runner) Name() string { return r.cfg.Rule.Name }
@@ -152,8 +170,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	wait := time.NewTimer(pollWait)
 	defer wait.Stop()
 	for ctx.Err() == nil {
+		select {
+		case t := <-r.retune:
+			r.applyTuning(t)
+		default:
+		}
 		r.drainCompletions()
-		r.releaseDue(time.Now())
+		r.releaseDue(r.now())
 		timeout := 100 * time.Millisecond
 		if due, ok := r.delays.next(); ok {
 			timeout = max(0, min(timeout, time.Until(due)))
@@ -231,155 +254,14 @@ func (r *Runner) subscribe(topics []string) error {
 // Subscribed reports whether the rule has subscribed (its topics resolved).
 func (r *Runner) Subscribed() bool { return r.ready.Load() }
 
-// accept queues a message read from its partition and starts what fits.
-func (r *Runner) accept(m *Message) {
-	p := r.parts[m.TopicPartition]
-	if p == nil {
-		// Not assigned (a stale fetch around a rebalance): the owner reads it.
-		return
-	}
-	if p.track.last >= 0 && m.Offset <= p.track.last {
-		return // already read
-	}
-	r.stats.Consumed.Add(1)
-	p.track.add(m.Offset)
-	p.queue = append(p.queue, &job{p: p, msg: m})
-	r.startFrom(p)
-	r.pauseIfBusy(p)
-}
-
-// pauseIfBusy pauses p while it has jobs waiting for a slot, or too many
-// waiting for their time; resumeIfIdle undoes it.
-func (r *Runner) pauseIfBusy(p *partition) {
-	if len(p.queue) > 0 || p.delayed >= r.maxDelayed {
-		r.pause(p)
-	}
-}
-
-func (r *Runner) resumeIfIdle(p *partition) {
-	if len(p.queue) == 0 && p.delayed < r.maxDelayed {
-		r.resume(p)
-	}
-}
-
-// startFrom starts queued jobs of p, then of other partitions in turn,
-// while the rule and partition caps allow.
-func (r *Runner) startFrom(p *partition) {
-	r.startQueued(p)
-	for i := 0; i < len(r.order) && r.inflight < r.limit; i++ {
-		q := r.order[(r.rr+i)%len(r.order)]
-		if len(q.queue) > 0 {
-			r.startQueued(q)
-		}
-	}
-	if len(r.order) > 0 {
-		r.rr = (r.rr + 1) % len(r.order)
-	}
-}
-
-func (r *Runner) startQueued(p *partition) {
-	for len(p.queue) > 0 && r.inflight < r.limit && p.inflight < r.partLimit && !r.draining {
-		j := p.queue[0]
-		p.queue[0] = nil
-		p.queue = p.queue[1:]
-		p.inflight++
-		r.inflight++
-		r.stats.InFlight.Add(1)
-		go r.work(j)
-	}
-	if len(p.queue) == 0 {
-		p.queue = p.queue[:0:0]
-		r.resumeIfIdle(p)
-	}
-}
-
-// work runs one pass of a job on its own goroutine. The completions channel
-// holds as many entries as jobs may be in flight, so the send never blocks.
-func (r *Runner) work(j *job) {
-	out := r.h.handle(r.workCtx, j)
-	r.completions <- completion{j: j, out: out}
-}
-
-func (r *Runner) drainCompletions() {
-	for {
-		select {
-		case c := <-r.completions:
-			r.complete(c)
-		default:
-			return
-		}
-	}
-}
-
-// complete records a pass of a job: finished, or delayed until its time.
-func (r *Runner) complete(c completion) {
-	p := c.j.p
-	r.inflight--
-	p.inflight--
-	r.stats.InFlight.Add(-1)
-	r.stats.count(c.out)
-	if p.gone {
-		return
-	}
-	switch {
-	case c.out == outcomeDelayed:
-		p.delayed++
-		r.delays.push(c.j)
-		r.pauseIfBusy(p)
-	case c.out.finished():
-		p.track.done(c.j.msg.Offset)
-	}
-	r.startFrom(p)
-}
-
-// releaseDue moves the jobs whose time has come from the delay queue to
-// their partitions' queues and starts what fits.
-func (r *Runner) releaseDue(now time.Time) {
-	for {
-		j := r.delays.popDue(now)
-		if j == nil {
-			return
-		}
-		if j.p.gone {
-			continue
-		}
-		j.p.delayed--
-		j.p.queue = append(j.p.queue, j)
-		r.startFrom(j.p)
-		r.pauseIfBusy(j.p)
-	}
-}
-
-func (r *Runner) pause(p *partition) {
-	if p.paused || p.gone {
-		return
-	}
-	if err := r.cfg.Source.Pause([]TopicPartition{p.tp}); err != nil {
-		r.cfg.Log.Warn().Err(err).Str("topic", p.tp.Topic).Int32("partition", p.tp.Partition).Msg("pause")
-		return
-	}
-	p.paused = true
-}
-
-func (r *Runner) resume(p *partition) {
-	if !p.paused || p.gone || r.draining {
-		return
-	}
-	if err := r.cfg.Source.Resume([]TopicPartition{p.tp}); err != nil {
-		r.cfg.Log.Warn().Err(err).Str("topic", p.tp.Topic).Int32("partition", p.tp.Partition).Msg("resume")
-		return
-	}
-	p.paused = false
-}
-
 // commit commits, for the given partitions (all when nil), the end of the
 // run of finished events where it moved since the last commit.
-func (r *Runner) commit(only []*partition) {
+func (r *Runner) commit(only []*part) {
 	if only == nil {
 		only = r.order
 	}
 	var offs []Offset
-	var moved []*partition
+	var moved []*part
 	var lag int64
 	for _, p := range only {
 		c := p.track.committable()
@@ -414,7 +296,7 @@ func (r *Runner) Assigned(tps []TopicPartition) {
 		if r.parts[tp] != nil {
 			continue
 		}
-		p := &partition{tp: tp, track: newOffsetTracker(), committed: -1}
+		p := &part{tp: tp, track: newOffsetTracker(), committed: -1}
 		r.parts[tp] = p
 		r.order = append(r.order, p)
 	}
@@ -425,7 +307,7 @@ func (r *Runner) Assigned(tps []TopicPartition) {
 // lets their in-flight events finish (bounded by RevokeTimeout) and commits
 // them before the partitions go.
 func (r *Runner) Revoked(tps []TopicPartition, lost bool) {
-	var revoked []*partition
+	var revoked []*part
 	for _, tp := range tps {
 		if p := r.parts[tp]; p != nil {
 			revoked = append(revoked, p)
@@ -433,8 +315,10 @@ func (r *Runner) Revoked(tps []TopicPartition, lost bool) {
 	}
 	if !lost {
 		for _, p := range revoked {
-			p.queue = nil // not started, or delayed: the next owner reads them
+			p.backlog = nil // not started, or delayed: the next owner reads them
+			p.revoking = true
 		}
+		r.dropWaiting(func(p *part) bool { return p.revoking })
 		r.awaitIdle(revoked, time.Now().Add(r.cfg.RevokeTimeout))
 		r.commit(revoked)
 	}
@@ -442,6 +326,7 @@ func (r *Runner) Revoked(tps []TopicPartition, lost bool) {
 		p.gone = true
 		delete(r.parts, p.tp)
 	}
+	r.dropWaiting(func(p *part) bool { return p.gone })
 	kept := r.order[:0]
 	for _, p := range r.order {
 		if !p.gone {
@@ -450,13 +335,12 @@ func (r *Runner) Revoked(tps []TopicPartition, lost bool) {
 	}
 	clear(r.order[len(kept):])
 	r.order = kept
-	r.rr = 0
 	r.cfg.Log.Info().Int("partitions", len(tps)).Bool("lost", lost).Int("assigned", len(r.order)).Msg("revoked")
 }
 
 // awaitIdle handles completions until none of ps has an event in flight or
 // the deadline passes.
-func (r *Runner) awaitIdle(ps []*partition, deadline time.Time) bool {
+func (r *Runner) awaitIdle(ps []*part, deadline time.Time) bool {
 	busy := func() bool {
 		for _, p := range ps {
 			if p.inflight > 0 {
@@ -483,9 +367,10 @@ func (r *Runner) shutdown() error {
 	r.draining = true
 	var all []TopicPartition
 	for _, p := range r.order {
-		p.queue = nil // not started, or delayed (left in the delay queue): read again later
+		p.backlog = nil // not started, or delayed (left in the delay queue): read again later
 		all = append(all, p.tp)
 	}
+	r.dropWaiting(func(*part) bool { return true })
 	if len(all) > 0 {
 		if err := r.cfg.Source.Pause(all); err != nil {
 			r.cfg.Log.Warn().Err(err).Msg("pause for shutdown")

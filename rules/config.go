@@ -47,6 +47,10 @@ type Breaker struct {
 	Interval         time.Duration // interval: counting window while closed; default 10s (integer = ms)
 	OpenTimeout      time.Duration // open_timeout: time open before half-open; default 30s (integer = ms)
 	HalfOpenRequests int           // half_open_requests: trial requests when half-open; default 5
+	// Key (a rule's breaker.key only) is a template naming the breaker an
+	// event's requests count against, e.g. '{{message.database}}'; nil
+	// means one breaker per destination (scheme://host:port).
+	Key *Template
 }
 
 // Defaults of the configuration file.
@@ -189,7 +193,7 @@ func decodeConfig(p *problems, root *yaml.Node, env func(string) string) *Config
 		}
 	}
 	if n, path := o.get("breaker"); n != nil {
-		c.Breaker = p.breaker(n, path, DefaultBreaker)
+		c.Breaker = p.breaker(n, path, DefaultBreaker, nil)
 	}
 	if env != nil {
 		if v := env(EnvKafkaBrokers); v != "" {
@@ -210,10 +214,18 @@ func decodeConfig(p *problems, root *yaml.Node, env func(string) string) *Config
 	return c
 }
 
-// breaker decodes breaker settings over base.
-func (p *problems) breaker(n *yaml.Node, path string, base Breaker) Breaker {
+// breaker decodes breaker settings over base; key is allowed only in a
+// rule's settings (r != nil).
+func (p *problems) breaker(n *yaml.Node, path string, base Breaker, r *Rule) Breaker {
 	b := base
 	o := p.object(path, n)
+	if kn, kpath := o.get("key"); kn != nil {
+		if r == nil {
+			p.add(kpath, "only a rule's breaker may set a key")
+		} else {
+			b.Key = p.template(r, kn, kpath)
+		}
+	}
 	if n, path := o.get("failure_ratio"); n != nil {
 		if v, ok := p.float(n, path); ok {
 			b.FailureRatio = v

@@ -250,7 +250,7 @@ func (p *problems) decodeRule(c *Config, name string, n *yaml.Node, path string,
 		r.RateLimit = p.decodeRateLimit(r, n, path)
 	}
 	if n, path := get("breaker"); n != nil {
-		r.Breaker = p.breaker(n, path, c.Breaker)
+		r.Breaker = p.breaker(n, path, c.Breaker, r)
 	}
 	p.decodePartitioner(r, o)
 	p.decodeCases(r, o)

@@ -22,6 +22,9 @@ commands:
   validate -config FILE  check a config; exit 1 printing every problem with its path
   dev [-jobs N]          embedded Kafka-protocol cluster, simulated job runner, sample rules,
                          live progress; with -jobs, stop after N jobs are done
+  replay -config FILE    re-inject error events into their topics, once (-rule -status -since -until -rate -dry-run)
+  loadgen -brokers B     produce realistic job events into any Kafka (-rate N|0=max -n N -duration D -topics T -seed S)
+  jobrunner-sim          a RunSingleJob.php simulator (-listen ADDR -latency DIST -error-rate F -readonly-rate F)
 
 "-config -" reads standard input. CHANGEPROP_KAFKA_BROKERS and CHANGEPROP_REDIS_ADDR
 override the file. Run "changeprop <command> -h" for a command's flags.
@@ -44,6 +47,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdin, stdout, stderr)
 	case "dev":
 		return cmdDev(args[1:], stdout, stderr)
+	case "replay":
+		return cmdReplay(args[1:], stdin, stdout, stderr)
+	case "loadgen":
+		return cmdLoadgen(args[1:], stdout, stderr)
+	case "jobrunner-sim":
+		return cmdJobRunnerSim(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

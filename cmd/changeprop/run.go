@@ -21,6 +21,7 @@ func cmdRun(args []string, stdin io.Reader, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file (- for standard input)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	createTopics := fs.Bool("create-topics", false, "create missing partitioned topics of partitioner rules (and their retry topics) with the partitions they need")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -37,7 +38,7 @@ func cmdRun(args []string, stdin io.Reader, stderr io.Writer) int {
 	ctx, stop := signalContext(log)
 	defer stop()
 
-	svc, err := newService(cfg, log)
+	svc, err := newService(cfg, log, withCreateTopics(*createTopics))
 	if err != nil {
 		log.Error().Err(err).Msg("start")
 		return 1
@@ -49,6 +50,9 @@ func cmdRun(args []string, stdin io.Reader, stderr io.Writer) int {
 		return 1
 	}
 	log.Info().Int("rules", len(svc.runners)).Str("brokers", cfg.Kafka.Brokers).Str("listen", cfg.Listen).Msg("started")
+	if *path != "-" {
+		go newReloader(*path, cfg, svc.runners, log).run(ctx)
+	}
 	err = svc.run(ctx)
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"changeprop/breaker"
 	"changeprop/dispatch"
 	"changeprop/dispatch/kafka"
 	"changeprop/rules"
@@ -21,6 +22,8 @@ type service struct {
 	sender   *dispatch.HTTPSender
 	producer *kafka.Producer
 	runners  []*dispatch.Runner
+	// partitioners run the partitioner rules (partitioner.go).
+	partitioners []*dispatch.Repartitioner
 }
 
 // topicRefresh is how often rules look for new topics (their retry topics,
@@ -29,7 +32,11 @@ const topicRefresh = 30 * time.Second
 
 // newService creates the producer and a consumer per rule, in group
 // <service_name>-<rule>.
-func newService(cfg *rules.Config, log zerolog.Logger) (*service, error) {
+func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption) (*service, error) {
+	var opts serviceOptions
+	for _, o := range options {
+		o(&opts)
+	}
 	producer, err := kafka.NewProducer(kafka.ProducerConfig{
 		Brokers:    cfg.Kafka.Brokers,
 		Properties: []map[string]string{cfg.Kafka.Producer},
@@ -40,7 +47,18 @@ func newService(cfg *rules.Config, log zerolog.Logger) (*service, error) {
 	}
 	s := &service{cfg: cfg, log: log, sender: dispatch.NewHTTPSender(dispatch.HTTPOptions{}), producer: producer}
 	names := dispatch.Names{ServiceName: cfg.ServiceName, DC: cfg.DC}
+	breakers := newBreakers(cfg, log)
 	for _, r := range cfg.Rules {
+		if r.Partition != nil {
+			// A partitioner rule forwards events (partitioner.go).
+			p, err := newPartitioner(cfg, r, opts, log)
+			if err != nil {
+				s.closeUnstarted()
+				return nil, fmt.Errorf("rule %s: %w", r.Name, err)
+			}
+			s.partitioners = append(s.partitioners, p)
+			continue
+		}
 		group := cfg.ServiceName + "-" + r.Name
 		src, err := kafka.NewConsumer(kafka.ConsumerConfig{
 			Brokers:    cfg.Kafka.Brokers,
@@ -59,6 +77,7 @@ func newService(cfg *rules.Config, log zerolog.Logger) (*service, error) {
 			Source:          src,
 			Sender:          s.sender,
 			Producer:        producer,
+			Breakers:        breakers.forRule(r),
 			Names:           names,
 			UserAgent:       cfg.UserAgent,
 			CommitInterval:  cfg.Kafka.CommitInterval,
@@ -70,7 +89,7 @@ func newService(cfg *rules.Config, log zerolog.Logger) (*service, error) {
 }
 
 func (s *service) closeUnstarted() {
-	for _, r := range s.runners {
+	for _, r := range s.all() {
 		_ = r.Close()
 	}
 	s.producer.Close(5 * time.Second)
@@ -82,8 +101,9 @@ func (s *service) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make([]error, len(s.runners))
-	for i, r := range s.runners {
+	all := s.all()
+	errs := make([]error, len(all))
+	for i, r := range all {
 		wg.Go(func() {
 			if err := r.Run(ctx); err != nil {
 				s.log.Error().Err(err).Str("rule", r.Name()).Msg("rule stopped")
@@ -96,4 +116,48 @@ func (s *service) run(ctx context.Context) error {
 	s.sender.CloseIdle()
 	s.producer.Close(10 * time.Second)
 	return errors.Join(errs...)
+}
+
+// breakerSets holds the circuit breakers: one Set for the rules that use
+// the top-level settings, one per rule that overrides them.
+type breakerSets struct {
+	shared *breaker.Set
+	byRule map[string]*breaker.Set
+	all    []*breaker.Set
+}
+
+func newBreakers(cfg *rules.Config, log zerolog.Logger) *breakerSets {
+	onChange := breaker.OnStateChange(func(dest string, from, to breaker.State) {
+		log.Warn().Str("destination", dest).Str("from", from.String()).Str("to", to.String()).Msg("circuit breaker")
+	})
+	b := &breakerSets{byRule: map[string]*breaker.Set{}}
+	b.shared = breaker.NewSet(breakerSettings(cfg.Breaker), onChange)
+	b.all = append(b.all, b.shared)
+	for _, r := range cfg.Rules {
+		own := r.Breaker
+		own.Key = nil
+		if own != cfg.Breaker || r.Breaker.Key != nil {
+			set := breaker.NewSet(breakerSettings(r.Breaker), onChange)
+			b.byRule[r.Name] = set
+			b.all = append(b.all, set)
+		}
+	}
+	return b
+}
+
+func (b *breakerSets) forRule(r *rules.Rule) *breaker.Set {
+	if s, ok := b.byRule[r.Name]; ok {
+		return s
+	}
+	return b.shared
+}
+
+func breakerSettings(b rules.Breaker) breaker.Settings {
+	return breaker.Settings{
+		FailureRatio:     b.FailureRatio,
+		MinRequests:      b.MinRequests,
+		Interval:         b.Interval,
+		OpenTimeout:      b.OpenTimeout,
+		HalfOpenRequests: b.HalfOpenRequests,
+	}
 }

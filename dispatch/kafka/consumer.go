@@ -28,6 +28,9 @@ var consumerDefaults = map[string]string{
 	"session.timeout.ms":            "45000",
 	"max.poll.interval.ms":          "300000",
 	"client.id":                     "changeprop",
+	// Partitioned topics are written in transactions: read only what
+	// was committed.
+	"isolation.level": "read_committed",
 }
 
 // Consumer is a dispatch.Source over a librdkafka consumer. Like the Source
