@@ -20,9 +20,11 @@ build:
 vet:
 	$(GO) vet ./...
 
-## bench: hot-path benchmarks with allocations
+## bench: end-to-end benchmarks (kfake, job-runner simulator, loadgen, changeprop, a bare loop in
+## processes of their own) and hot-path micro-benchmarks; writes docs/benchmarks.md (under 10 min)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) build -o bin/ ./cmd/changeprop ./bench/...
+	bin/bench -bin bin -out docs/benchmarks.md $(BENCHFLAGS)
 
 # Tests need redis-server (dedupe and limiters) and kcat (an outside Kafka
 # client); install what is missing through apt when we are root.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -43,7 +44,8 @@ type handler struct {
 	breakers    *breaker.Set // nil: no breakers
 	userAgent   string
 	names       Names
-	retryPrefix string // topics starting with it are retry topics
+	retryPrefix string          // topics starting with it are retry topics
+	partitioned map[string]bool // repartitioned streams: their copies keep their partition
 	rateLimited bool
 	log         zerolog.Logger
 	now         func() time.Time
@@ -171,7 +173,7 @@ func (h *handler) expired(ev *rules.Event, now time.Time) bool {
 // reenqueue writes a delayed job back to its own topic; the original is
 // then finished.
 func (h *handler) reenqueue(ctx context.Context, j *job) outcome {
-	if err := produceAcked(ctx, h.producer, h.log, j.msg.Topic, -1, j.msg.Key, j.msg.Value); err != nil {
+	if err := produceAcked(ctx, h.producer, h.log, j.msg.Topic, KeepPartition(h.partitioned, j.ev.Meta("stream"), j.msg), j.msg.Key, j.msg.Value); err != nil {
 		return outcomeCancelled
 	}
 	return outcomeReenqueued
@@ -207,7 +209,8 @@ func (h *handler) run(ctx context.Context, j *job) outcome {
 			f.status, f.header, f.body = resp.Status, resp.Header, resp.Body
 			header = resp.Header.Get
 		}
-		done(breaker.IsFailure(f.status, err))
+		destFailed := breaker.IsFailure(f.status, err)
+		done(destFailed)
 		if resp != nil && (f.status == 429 || f.status == 503) && h.breakers != nil {
 			if until, ok := breaker.ParseRetryAfter(resp.Header.Get("Retry-After"), h.now()); ok {
 				h.breakers.Backoff(dest, until)
@@ -220,6 +223,13 @@ func (h *handler) run(ctx context.Context, j *job) outcome {
 		case rules.Ignored:
 			result = outcomeIgnored
 			continue
+		}
+		// The destination, not the job, failed: it could not be reached
+		// or dropped the connection, or the breaker has opened on this
+		// failure. The job waits for the destination instead of using up a
+		// retry.
+		if h.breakers != nil && destFailed && (unreachable(err) || h.breakers.State(dest) != breaker.Closed) {
+			return h.blocked(ctx, j, dest)
 		}
 		if err != nil {
 			f.status = rules.NetworkErrorStatus
@@ -339,7 +349,7 @@ func (h *handler) toRetryTopic(ctx context.Context, j *job, left int, delay time
 		return h.toErrorTopic(ctx, j, failure{message: "retry event: " + err.Error(), attempts: f.attempts})
 	}
 	h.logJob(zerolog.InfoLevel, j).Str("reason", f.message).Int("retries_left", left).Time("due_at", r.DueAt).Msg("to retry topic")
-	if err := produceAcked(ctx, h.producer, h.log, h.names.Retry(stream), -1, j.msg.Key, b); err != nil {
+	if err := produceAcked(ctx, h.producer, h.log, h.names.Retry(stream), KeepPartition(h.partitioned, stream, j.msg), j.msg.Key, b); err != nil {
 		return outcomeCancelled
 	}
 	return outcomeRetry
@@ -410,3 +420,15 @@ func (h *handler) logJob(level zerolog.Level, j *job) *zerolog.Event {
 
 // errShutdown is the cause of the work context's cancellation.
 var errShutdown = errors.New("shutdown deadline passed")
+
+// unreachable reports whether err means the destination failed rather
+// than the job: no answer came (the connection could not be made, or it
+// broke or was closed before an answer). A timeout is not: the job may be
+// what takes too long, so it is retried like a 504 and ends.
+func unreachable(err error) bool {
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}

@@ -32,8 +32,11 @@ type RunnerConfig struct {
 	// Producer writes error events (and everything else the rule produces).
 	Producer Producer
 	// Breakers guard the rule's destinations; nil means none.
-	Breakers        *breaker.Set
-	Names           Names // names of the error and retry topics
+	Breakers *breaker.Set
+	Names    Names // names of the error and retry topics
+	// Partitioned names the repartitioned streams (PartitionedStreams):
+	// retries and re-enqueued jobs of these keep their partition.
+	Partitioned     map[string]bool
 	UserAgent       string
 	CommitInterval  time.Duration // default 1s
 	ShutdownTimeout time.Duration // default 30s: how long in-flight events may finish after Run's context ends
@@ -42,6 +45,10 @@ type RunnerConfig struct {
 	// (retries not yet due, delayed jobs); past it the partition pauses
 	// until some are due. Default 1000.
 	MaxDelayed int
+	// MaxBacklog bounds the jobs of one partition read ahead and waiting to
+	// be admitted; past it the partition pauses, and it resumes at half.
+	// Default 256.
+	MaxBacklog int
 	Log        zerolog.Logger
 }
 
@@ -68,6 +75,7 @@ type Runner struct {
 	subscribed  []string
 	delays      delayQueue
 	maxDelayed  int // per partition: past it the partition pauses
+	maxBacklog  int // per partition: past it the partition pauses
 	now         func() time.Time
 
 	retune chan Tuning // new settings for the poll goroutine
@@ -111,6 +119,9 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.MaxDelayed <= 0 {
 		cfg.MaxDelayed = 1000
 	}
+	if cfg.MaxBacklog <= 0 {
+		cfg.MaxBacklog = 256
+	}
 	tuning := TuningOf(cfg.Rule)
 	limit, partLimit := tuning.caps()
 	log := cfg.Log.With().Str("rule", cfg.Rule.Name).Logger()
@@ -121,9 +132,10 @@ func NewRunner(cfg RunnerConfig) *Runner {
 		h: &handler{
 			rule: cfg.Rule, sender: cfg.Sender, producer: cfg.Producer, breakers: cfg.Breakers,
 			names: cfg.Names, retryPrefix: cfg.Names.RetryPrefix(), userAgent: cfg.UserAgent,
-			rateLimited: cfg.Rule.RateLimit != nil, log: log, now: time.Now,
+			partitioned: cfg.Partitioned, rateLimited: cfg.Rule.RateLimit != nil, log: log, now: time.Now,
 		},
 		maxDelayed: cfg.MaxDelayed,
+		maxBacklog: cfg.MaxBacklog,
 		workCtx:    workCtx,
 		cancel:     cancel,
 		parts:      make(map[TopicPartition]*part),
@@ -149,10 +161,11 @@ func (r *Runner) Name() string { return r.cfg.Rule.Name }
 // Stats are the rule's counters.
 func (r *Runner) Stats() *Stats { return &r.stats }
 
-// pollWait bounds how long the loop waits for a completion while it cannot
-// take more work; Poll is called at least this often, far below
-// max.poll.interval.ms.
-const pollWait = 50 * time.Millisecond
+// pollWait bounds how long the loop waits for a completion, with jobs in
+// flight, before it polls the client again: the delay a new message may
+// see while the consumer is otherwise idle. Poll is called at least this
+// often, far below max.poll.interval.ms.
+const pollWait = 5 * time.Millisecond
 
 // Run subscribes and consumes until ctx ends, then stops reading, lets
 // in-flight events finish (bounded by ShutdownTimeout), commits and closes
@@ -169,6 +182,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	commitAt := time.Now().Add(r.cfg.CommitInterval)
 	wait := time.NewTimer(pollWait)
 	defer wait.Stop()
+	pollEmpty := false
 	for ctx.Err() == nil {
 		select {
 		case t := <-r.retune:
@@ -181,10 +195,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		if due, ok := r.delays.next(); ok {
 			timeout = max(0, min(timeout, time.Until(due)))
 		}
-		if r.inflight >= r.limit {
-			// Full: every partition with work waiting is paused. Wait for a
-			// slot, but come back to Poll soon to serve the group.
-			wait.Reset(pollWait)
+		if r.inflight > 0 && pollEmpty {
+			// Jobs are in flight and the client had nothing for us: wait
+			// for a completion rather than inside Poll, so that a finished
+			// job frees its slot at once, and poll again soon.
+			wait.Reset(min(timeout, pollWait))
 			select {
 			case c := <-r.completions:
 				r.complete(c)
@@ -194,6 +209,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			timeout = 0
 		}
 		msg, err := r.cfg.Source.Poll(timeout)
+		pollEmpty = msg == nil && err == nil
 		if err != nil {
 			if errors.Is(err, ErrFatal) {
 				r.shutdown()

@@ -239,7 +239,7 @@ func TestRunnerCommitsOnlyFinishedRun(t *testing.T) {
 	snd := newGateSender()
 	r := NewRunner(RunnerConfig{
 		Rule: testRule(t, 3), Topics: []string{"jobs"}, Source: src, Sender: snd,
-		CommitInterval: time.Millisecond, Log: zerolog.Nop(),
+		CommitInterval: time.Millisecond, MaxBacklog: 2, Log: zerolog.Nop(),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)

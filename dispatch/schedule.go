@@ -13,9 +13,9 @@ import "time"
 //     rule's lanes, which start them by concurrency key (key_concurrency,
 //     ordered) while the rule has fewer than concurrency in flight.
 //
-// A partition pauses in the consumer while its backlog is not empty, while
-// one of its jobs waits for an open breaker, or while it has too many jobs
-// in the delay queue; it resumes when none of that holds.
+// A partition pauses in the consumer while its backlog is full (MaxBacklog),
+// while one of its jobs waits for an open breaker, or while it has too many
+// jobs in the delay queue; it resumes when none of that holds.
 
 // accept takes a message read from its partition.
 func (r *Runner) accept(m *Message) {
@@ -164,16 +164,19 @@ func (r *Runner) releaseDue(now time.Time) {
 	}
 }
 
-// pauseIfBusy pauses p while it cannot take more work; resumeIfIdle undoes
-// it.
+// pauseIfBusy pauses p while it cannot take more work: its backlog is
+// full, one of its jobs waits for an open breaker, or too many wait for
+// their time. resumeIfIdle undoes it once the backlog is down to half, so
+// that each resume is worth a fetch (pausing drops what the client had
+// prefetched for the partition).
 func (r *Runner) pauseIfBusy(p *part) {
-	if len(p.backlog) > 0 || p.blocked > 0 || p.delayed >= r.maxDelayed {
+	if len(p.backlog) >= r.maxBacklog || p.blocked > 0 || p.delayed >= r.maxDelayed {
 		r.pause(p)
 	}
 }
 
 func (r *Runner) resumeIfIdle(p *part) {
-	if len(p.backlog) == 0 && p.blocked == 0 && p.delayed < r.maxDelayed {
+	if len(p.backlog) <= r.maxBacklog/2 && p.blocked == 0 && p.delayed < r.maxDelayed {
 		r.resume(p)
 	}
 }

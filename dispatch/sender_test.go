@@ -92,3 +92,41 @@ func TestHTTPSender(t *testing.T) {
 		}
 	})
 }
+
+func TestUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	resetting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _, _ := w.(http.Hijacker).Hijack()
+		c.Close()
+	}))
+	defer resetting.Close()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer slow.Close()
+	s := NewHTTPSender(HTTPOptions{})
+	tests := []struct {
+		name string
+		req  rules.Request
+		want bool
+	}{
+		{"connection refused", rules.Request{Method: "GET", URI: "http://" + closed + "/"}, true},
+		{"connection closed before an answer", rules.Request{Method: "GET", URI: resetting.URL}, true},
+		{"timeout", rules.Request{Method: "GET", URI: slow.URL, Timeout: 20 * time.Millisecond}, false},
+	}
+	for _, tt := range tests {
+		_, err := s.Send(context.Background(), &tt.req)
+		if err == nil {
+			t.Fatalf("%s: no error", tt.name)
+		}
+		if got := unreachable(err); got != tt.want {
+			t.Errorf("%s: unreachable(%v) = %v, want %v", tt.name, err, got, tt.want)
+		}
+	}
+	if unreachable(nil) {
+		t.Error("unreachable(nil)")
+	}
+}

@@ -215,10 +215,10 @@ type jobSim struct {
 	total, ok, errs, readonly, bad atomic.Int64
 	inFlight                       atomic.Int64
 
-	mu         sync.Mutex
+	mu                     sync.Mutex
 	maxInFlight, windowMax int64
-	hosts      map[string]*hostStat
-	added      []time.Duration // added latency samples, at most maxSamples
+	hosts                  map[string]*hostStat
+	added                  []time.Duration // added latency samples, at most maxSamples
 }
 
 type hostStat struct {

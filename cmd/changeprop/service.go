@@ -79,6 +79,7 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 			Producer:        producer,
 			Breakers:        breakers.forRule(r),
 			Names:           names,
+			Partitioned:     dispatch.PartitionedStreams(cfg),
 			UserAgent:       cfg.UserAgent,
 			CommitInterval:  cfg.Kafka.CommitInterval,
 			ShutdownTimeout: cfg.ShutdownTimeout,

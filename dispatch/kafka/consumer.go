@@ -31,6 +31,10 @@ var consumerDefaults = map[string]string{
 	// Partitioned topics are written in transactions: read only what
 	// was committed.
 	"isolation.level": "read_committed",
+	// A resumed partition waits for the fetch in flight; keep that short
+	// so that pausing a partition (a full backlog, an open breaker) costs
+	// little when it resumes.
+	"fetch.wait.max.ms": "100",
 }
 
 // Consumer is a dispatch.Source over a librdkafka consumer. Like the Source

@@ -31,7 +31,7 @@ func newProducer(t *testing.T, cfg *rules.Config) *kafka.Producer {
 // startRunner runs rule r of cfg against the cluster through librdkafka, as
 // cmd/changeprop wires it, and returns a function that stops it and
 // returns Run's error. The subscription is resolved every 500ms.
-func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule) (*dispatch.Runner, func() error) {
+func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule, opts ...func(*dispatch.RunnerConfig)) (*dispatch.Runner, func() error) {
 	t.Helper()
 	src, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers:    cfg.Kafka.Brokers,
@@ -54,6 +54,9 @@ func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule) (*dispatch.Runn
 		Log:             zerolog.Nop(),
 	}
 	rc.Resolve = dispatch.Subscription(cfg, r)
+	for _, o := range opts {
+		o(&rc)
+	}
 	runner := dispatch.NewRunner(rc)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)

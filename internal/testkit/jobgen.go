@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -95,6 +97,15 @@ type JobGen struct {
 	// DelayRate is the share of events given a delay_until 1–60 s after
 	// their dt (delayed jobs). 0 means none.
 	DelayRate float64
+	// MinSize and MaxSize, when MaxSize > 0, pad every event to a size in
+	// bytes drawn log-uniformly from [MinSize, MaxSize] (small events are
+	// the common case), with a params.pages object of page IDs and titles
+	// as MediaWiki's batched jobs carry. An event already larger than its
+	// draw is left as it is. MaxSize 0 means no padding.
+	MinSize, MaxSize int
+	// PreciseDT writes meta.dt with microseconds instead of milliseconds,
+	// so that a receiver can measure sub-millisecond latencies from it.
+	PreciseDT bool
 
 	mu    sync.Mutex
 	rand  *rand.Rand
@@ -254,10 +265,24 @@ func (g *JobGen) event(jobType string) []byte {
 	if g.DelayRate > 0 && r.Float64() < g.DelayRate {
 		ev.DelayUntil = now.Add(time.Duration(1+r.IntN(60)) * time.Second).Format(time.RFC3339)
 	}
+	if g.PreciseDT {
+		ev.Meta.DT = now.Format(preciseDTLayout)
+	}
 
 	unsigned, err := json.Marshal(ev)
 	if err != nil {
 		panic(fmt.Sprintf("testkit: marshal job event: %v", err)) // only plain types above
+	}
+	if g.MaxSize > 0 {
+		lo, hi := max(g.MinSize, 1), max(g.MaxSize, g.MinSize, 1)
+		target := int(float64(lo) * math.Pow(float64(hi)/float64(lo), r.Float64()))
+		// The signature adds `,"mediawiki_signature":"<40 hex>"`.
+		if need := target - len(unsigned) - len(`,"mediawiki_signature":""`) - 2*sha1.Size; need > 0 {
+			params["pages"] = json.RawMessage(pagesPadding(r, need))
+			if unsigned, err = json.Marshal(ev); err != nil {
+				panic(fmt.Sprintf("testkit: marshal job event: %v", err))
+			}
+		}
 	}
 	mac := hmac.New(sha1.New, signatureKey)
 	mac.Write(unsigned)
@@ -267,6 +292,30 @@ func (g *JobGen) event(jobType string) []byte {
 		panic(fmt.Sprintf("testkit: marshal job event: %v", err))
 	}
 	return out
+}
+
+// preciseDTLayout is meta.dt with microseconds.
+const preciseDTLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+// pagesPadding returns a JSON object of about n bytes, counting the
+// `,"pages":` that introduces it: page ID -> [namespace, title].
+func pagesPadding(r *rand.Rand, n int) []byte {
+	n -= len(`,"pages":`)
+	b := make([]byte, 0, n+64)
+	b = append(b, '{')
+	for len(b) < n-1 {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = strconv.AppendInt(b, int64(1+r.IntN(70_000_000)), 10)
+		b = append(b, `":[0,"`...)
+		b = append(b, pickOf(r, titleWords...)...)
+		b = append(b, '_')
+		b = append(b, pickOf(r, titleWords...)...)
+		b = append(b, `"]`...)
+	}
+	return append(b, '}')
 }
 
 // now returns the event time; g.mu is held.

@@ -130,3 +130,61 @@ func TestJobGenNowAndDelay(t *testing.T) {
 		t.Errorf("delay_until without DelayRate: %s", v)
 	}
 }
+
+func TestJobGenSize(t *testing.T) {
+	tests := []struct {
+		name     string
+		min, max int
+	}{
+		{"0.5-4KB", 512, 4096},
+		{"fixed 2KB", 2048, 2048},
+		{"below natural size", 100, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewJobGen(7)
+			g.MinSize, g.MaxSize = tt.min, tt.max
+			small, large := 0, 0
+			for range 500 {
+				_, v := g.Next()
+				if err := validateJobEvent(v); err != nil {
+					t.Fatalf("JobRunner would reject %s: %v", v, err)
+				}
+				if !json.Valid(v) {
+					t.Fatalf("not JSON: %s", v)
+				}
+				natural := len(v) < 1500 && !bytes.Contains(v, []byte(`"pages":`))
+				switch {
+				case natural && tt.max < 1000:
+					// events larger than the draw are left alone
+				case len(v) < tt.min-64 || len(v) > tt.max+64:
+					t.Fatalf("size %d outside [%d, %d]: %s", len(v), tt.min, tt.max, v)
+				}
+				if len(v) < (tt.min+tt.max)/2 {
+					small++
+				} else {
+					large++
+				}
+			}
+			if tt.min == 512 && (small < large || large == 0) {
+				t.Errorf("sizes not skewed toward small: %d small, %d large", small, large)
+			}
+		})
+	}
+}
+
+func TestJobGenPreciseDT(t *testing.T) {
+	at := time.Date(2030, 5, 6, 7, 8, 9, 123456000, time.UTC)
+	g := NewJobGen(1)
+	g.Now = func() time.Time { return at }
+	g.PreciseDT = true
+	var ev struct {
+		Meta struct{ DT string } `json:"meta"`
+	}
+	if err := json.Unmarshal(g.NextOfType("refreshLinks"), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Meta.DT != "2030-05-06T07:08:09.123456Z" {
+		t.Errorf("meta.dt = %q", ev.Meta.DT)
+	}
+}

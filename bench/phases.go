@@ -1,0 +1,367 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// results is everything the report shows.
+type results struct {
+	machine     [][2]string
+	elapsed     time.Duration
+	bare, cp1   []drain
+	cp30        []drain
+	preload1    string
+	preload30   string
+	latency     []latencyRun
+	idleRSS     int64 // kB, 30 rules, started, no events
+	idleCPU     float64
+	afterRSS    int64 // kB, 30 rules, 10s after a drain
+	backlog     backlogRun
+	profiles    []profile
+	goBench     string
+	goBenchErr  error
+	goBenchTime time.Duration
+}
+
+type latencyRun struct {
+	who                string
+	rate               int
+	produced, answered int64
+	p50, p90, p99, max time.Duration
+	cpuPer1000         float64
+}
+
+type backlogRun struct {
+	preload     string
+	d           drain
+	watched     time.Duration
+	clusterRSS  int64
+	rssAt       []int64 // kB every 10s
+	loadgenTime time.Duration
+}
+
+// The job rule used for one-rule runs.
+const jobqueueYAML = "rules/testdata/jobqueue.yaml"
+
+// config turns the production-shaped jobqueue.yaml into one for this
+// cluster and job runner: brokers and job runner substituted, consumers
+// start at the earliest offset (the backlog was written before they
+// joined), the operations listener on a free port, and rate_limit removed
+// (cdnPurge's 500/s would otherwise set the throughput). With oneRule, the
+// rules are replaced by a single job rule for topic.
+func (h *harness) config(service string, oneRule bool, topic string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(h.root, jobqueueYAML))
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	simHost := strings.TrimPrefix(h.simURL, "http://")
+	for _, r := range []struct{ old, new string }{
+		{"service_name: cpjobqueue", "service_name: " + service},
+		{"brokers: 127.0.0.1:9092", "brokers: " + h.addr},
+		{"  consumer:\n", "  consumer:\n    auto.offset.reset: earliest\n"},
+		{"jobrunner.svc:9005", simHost},
+		{"listen: 127.0.0.1:7200", "listen: 127.0.0.1:0"},
+	} {
+		if !strings.Contains(s, r.old) {
+			return "", fmt.Errorf("%s no longer contains %q: update bench/phases.go", jobqueueYAML, r.old)
+		}
+		s = strings.ReplaceAll(s, r.old, r.new)
+	}
+	s = regexp.MustCompile(`(?m)^\s+rate_limit:.*\n`).ReplaceAllString(s, "")
+	if oneRule {
+		i := strings.Index(s, "\nrules:\n")
+		if i < 0 {
+			return "", fmt.Errorf("%s has no rules: section", jobqueueYAML)
+		}
+		s = s[:i] + "\nrules:\n  job:\n    topic: " + topic + "\n    concurrency: 100\n"
+	}
+	return s, nil
+}
+
+// configTopics are the plain topics of jobqueue.yaml: the partitioned
+// ones get 8 partitions (partition_map goes up to 7), the others 4.
+func (h *harness) configTopics() ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(h.root, jobqueueYAML))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+topic: ([A-Za-z0-9_.-]+)\s*$`).FindAllStringSubmatch(string(b), -1) {
+		t := m[1]
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		if strings.HasPrefix(t, "cpjobqueue.partitioned.") {
+			t += ":8"
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+var producedRe = regexp.MustCompile(`produced (\d+) events`)
+
+func produced(summary string) int64 {
+	m := producedRe.FindStringSubmatch(summary)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	return n
+}
+
+// throughput drains the same one-topic backlog with bare and with
+// changeprop (one rule), alternating, in fresh consumer groups.
+func (h *harness) throughput() error {
+	if err := h.startCluster("cluster-1rule", []string{"mediawiki.job.refreshLinks",
+		"mediawiki.job.htmlCacheUpdate", "mediawiki.job.cirrusSearchLinksUpdate"}); err != nil {
+		return err
+	}
+	n := strconv.FormatInt(h.events, 10)
+	sum, err := h.loadgen("preload-1rule", 5*time.Minute, "-rate", "0", "-n", n, "-topics", "refreshLinks", "-delay-rate", "0")
+	if err != nil {
+		return err
+	}
+	h.res.preload1 = sum
+	runs := h.reps
+	if h.perf {
+		runs++ // the last changeprop run is profiled, not counted
+	}
+	for i := range runs {
+		profile := h.perf && i == runs-1
+		if !profile {
+			base := h.sim().Total
+			p, _, err := h.start(fmt.Sprintf("bare-%d", i), false, h.exe("bare"), "-brokers", h.addr,
+				"-topics", "mediawiki.job.refreshLinks", "-group", fmt.Sprintf("bare-%d", i),
+				"-url", h.simURL+"/rpc/RunSingleJob.php", "-concurrency", "100")
+			if err != nil {
+				return err
+			}
+			d := h.watch(p, base, h.events, 5*time.Second, 3*time.Minute, nil)
+			p.stop()
+			h.res.bare = append(h.res.bare, d)
+			h.logf("bare %d: %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs", i, d.jobs, d.jobsPerSec(), d.cpuPer1000())
+		}
+		name := fmt.Sprintf("cp1-%d", i)
+		if profile {
+			name = "cp1-profile"
+		}
+		cfg, err := h.config("cpbench1-"+strconv.Itoa(i), true, "mediawiki.job.refreshLinks")
+		if err != nil {
+			return err
+		}
+		base := h.sim().Total
+		p, err := h.changeprop(name, cfg, profile)
+		if err != nil {
+			return err
+		}
+		d := h.watch(p, base, h.events, 5*time.Second, 3*time.Minute, nil)
+		p.stop()
+		if profile {
+			h.res.profiles = append(h.res.profiles, h.perfReport(name, "one rule, 0.5-4 KB refreshLinks events", d))
+			continue
+		}
+		h.res.cp1 = append(h.res.cp1, d)
+		h.logf("changeprop 1 rule %d: %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs", i, d.jobs, d.jobsPerSec(), d.cpuPer1000())
+	}
+	return nil
+}
+
+// latency runs changeprop (one rule), then bare, at half of changeprop's
+// measured capacity, and reads the added latency from the job runner.
+func (h *harness) latency() error {
+	capacity, _, _ := median(h.res.cp1, drain.jobsPerSec)
+	rate := max(int(capacity/2), 1)
+	for _, who := range []string{"changeprop", "bare"} {
+		jobType, topic := "htmlCacheUpdate", "mediawiki.job.htmlCacheUpdate"
+		var p *proc
+		var err error
+		if who == "changeprop" {
+			cfg, cerr := h.config("cpbenchlat", true, topic)
+			if cerr != nil {
+				return cerr
+			}
+			p, err = h.changeprop("cp1-latency", cfg, false)
+		} else {
+			jobType, topic = "cirrusSearchLinksUpdate", "mediawiki.job.cirrusSearchLinksUpdate"
+			p, _, err = h.start("bare-latency", false, h.exe("bare"), "-brokers", h.addr, "-topics", topic,
+				"-group", "bare-latency", "-url", h.simURL+"/rpc/RunSingleJob.php", "-concurrency", "100")
+		}
+		if err != nil {
+			return err
+		}
+		// Warm up until the consumer answers: it has joined its group.
+		ready := false
+		for i := 0; i < 15 && !ready; i++ {
+			base := h.sim().Total
+			if _, err := h.loadgen(fmt.Sprintf("warmup-%s-%d", who, i), time.Minute, "-rate", "0", "-n", "20",
+				"-topics", jobType, "-delay-rate", "0"); err != nil {
+				return err
+			}
+			ready = waitFor(3*time.Second, func() bool { return h.sim().Total-base >= 20 })
+		}
+		if !ready {
+			p.stop()
+			return fmt.Errorf("%s answered no warm-up job", who)
+		}
+		idle(time.Second)
+		h.simReset()
+		base, cpu0 := h.sim().Total, cpuTime(p.pid())
+		sum, err := h.loadgen("latency-"+who, h.latencyFor+time.Minute, "-rate", strconv.Itoa(rate),
+			"-duration", h.latencyFor.String(), "-topics", jobType, "-delay-rate", "0", "-X", "linger.ms=0")
+		if err != nil {
+			return err
+		}
+		want := produced(sum)
+		waitFor(15*time.Second, func() bool { return h.sim().Total-base >= want })
+		s := h.sim()
+		cpu := cpuTime(p.pid()) - cpu0
+		p.stop()
+		answered := s.Total - base
+		h.res.latency = append(h.res.latency, latencyRun{who: who, rate: rate, produced: want, answered: answered,
+			p50: s.AddedLatency.P50, p90: s.AddedLatency.P90, p99: s.AddedLatency.P99, max: s.AddedLatency.Max,
+			cpuPer1000: cpu.Seconds() / float64(max(answered, 1)) * 1000})
+		h.logf("latency %s at %d/s: p50 %v p99 %v (%d of %d answered)", who, rate, s.AddedLatency.P50, s.AddedLatency.P99, answered, want)
+	}
+	return nil
+}
+
+// rules30 measures the 30-rule config: idle, then draining a mixed backlog
+// (a fresh cluster per run: the partitioner rules write into topics that a
+// later run would read again).
+func (h *harness) rules30() error {
+	topics, err := h.configTopics()
+	if err != nil {
+		return err
+	}
+	if err := h.startCluster("cluster-30rules-idle", topics); err != nil {
+		return err
+	}
+	cfg, err := h.config("cpbench30idle", false, "")
+	if err != nil {
+		return err
+	}
+	p, err := h.changeprop("cp30-idle", cfg, false)
+	if err != nil {
+		return err
+	}
+	idle(10 * time.Second)
+	c0 := cpuTime(p.pid())
+	idle(10 * time.Second)
+	h.res.idleCPU = (cpuTime(p.pid()) - c0).Seconds() / 10
+	h.res.idleRSS = rssKB(p.pid())
+	p.stop()
+	h.logf("30 rules idle: RSS %d kB, %.1f%% of a core", h.res.idleRSS, h.res.idleCPU*100)
+
+	runs := h.reps
+	if h.perf {
+		runs++
+	}
+	for i := range runs {
+		profile := h.perf && i == runs-1
+		if err := h.startCluster(fmt.Sprintf("cluster-30rules-%d", i), topics); err != nil {
+			return err
+		}
+		sum, err := h.loadgen(fmt.Sprintf("preload-30rules-%d", i), 5*time.Minute, "-rate", "0",
+			"-n", strconv.FormatInt(h.events, 10), "-delay-rate", "0")
+		if err != nil {
+			return err
+		}
+		h.res.preload30 = sum
+		name := fmt.Sprintf("cp30-%d", i)
+		if profile {
+			name = "cp30-profile"
+		}
+		cfg, err := h.config("cpbench30-"+strconv.Itoa(i), false, "")
+		if err != nil {
+			return err
+		}
+		base := h.sim().Total
+		p, err := h.changeprop(name, cfg, profile)
+		if err != nil {
+			return err
+		}
+		d := h.watch(p, base, produced(sum), 5*time.Second, 4*time.Minute, nil)
+		if i == 0 {
+			idle(10 * time.Second)
+			h.res.afterRSS = rssKB(p.pid())
+		}
+		p.stop()
+		if profile {
+			h.res.profiles = append(h.res.profiles, h.perfReport(name, "30 rules, mixed 0.5-4 KB job events", d))
+			continue
+		}
+		h.res.cp30 = append(h.res.cp30, d)
+		h.logf("changeprop 30 rules %d: %d of %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs, max RSS %d kB",
+			i, d.jobs, d.total, d.jobsPerSec(), d.cpuPer1000(), d.maxRSS)
+	}
+	return nil
+}
+
+// backlogRun preloads a large backlog of small events, then watches
+// changeprop (30 rules) work on it.
+func (h *harness) backlogRun() error {
+	topics, err := h.configTopics()
+	if err != nil {
+		return err
+	}
+	if err := h.startCluster("cluster-backlog", topics); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	sum, err := h.loadgen("preload-backlog", 8*time.Minute, "-rate", "0",
+		"-n", strconv.FormatInt(h.backlog, 10), "-max-size", "0", "-delay-rate", "0")
+	if err != nil {
+		return err
+	}
+	b := &h.res.backlog
+	b.preload, b.loadgenTime = sum, time.Since(t0)
+	b.clusterRSS = rssKB(h.cluster.pid())
+	cfg, err := h.config("cpbench30backlog", false, "")
+	if err != nil {
+		return err
+	}
+	base := h.sim().Total
+	p, err := h.changeprop("cp30-backlog", cfg, false)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	next := 10 * time.Second
+	b.d = h.watch(p, base, produced(sum), 30*time.Second, h.backlogWatch, func(s sample) {
+		if s.at.Sub(start) >= next {
+			b.rssAt = append(b.rssAt, s.rss)
+			next += 10 * time.Second
+		}
+	})
+	b.watched = time.Since(start)
+	p.stop()
+	h.cluster.stop()
+	h.logf("backlog: %d jobs in %v, max RSS %d kB", b.d.total, b.watched.Round(time.Second), b.d.maxRSS)
+	return nil
+}
+
+// goBench runs the hot-path micro-benchmarks.
+func (h *harness) goBench() {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", ".", "-benchmem",
+		"./rules", "./dispatch/...", "./partition", "./breaker")
+	cmd.Dir = h.root
+	out, err := cmd.CombinedOutput()
+	h.res.goBench, h.res.goBenchErr, h.res.goBenchTime = string(out), err, time.Since(t0)
+	_ = os.WriteFile(filepath.Join(h.work, "gobench.txt"), out, 0o644)
+	h.logf("go test -bench: %v (%v)", err, h.res.goBenchTime.Round(time.Second))
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc is a child process of the harness; its output goes to a log file
+// in the work directory.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// start runs bin with args; stdout and stderr go to <work>/<name>.log. If
+// firstLine, the first line of stdout is returned (e.g. an address), and
+// the rest still goes to the log.
+func (h *harness) start(name string, firstLine bool, bin string, args ...string) (*proc, string, error) {
+	logf, err := os.Create(filepath.Join(h.work, name+".log"))
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = logf
+	// Standard input stays open while the harness runs: bench/cluster
+	// exits when it closes, so no cluster outlives a crashed harness.
+	if _, err := cmd.StdinPipe(); err != nil {
+		return nil, "", err
+	}
+	var lines chan string
+	if firstLine {
+		pr, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, "", err
+		}
+		lines = make(chan string, 1)
+		go func() {
+			r := bufio.NewReader(pr)
+			l, _ := r.ReadString('\n')
+			lines <- strings.TrimSpace(l)
+			_, _ = io.Copy(logf, r)
+		}()
+	} else {
+		cmd.Stdout = logf
+	}
+	// Keep children out of the terminal's process group: a Ctrl-C reaches
+	// the harness, which stops them in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	h.procs = append(h.procs, p)
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	h.logf("started %s (pid %d): %s %s", name, cmd.Process.Pid, filepath.Base(bin), strings.Join(args, " "))
+	if !firstLine {
+		return p, "", nil
+	}
+	t := time.NewTimer(60 * time.Second)
+	defer t.Stop()
+	select {
+	case l := <-lines:
+		if l == "" {
+			return p, "", fmt.Errorf("%s printed nothing; see %s.log", name, name)
+		}
+		return p, l, nil
+	case <-t.C:
+		p.stop()
+		return nil, "", fmt.Errorf("%s printed nothing in 60s", name)
+	}
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits up to 40s (changeprop drains for up to its
+// shutdown_timeout), then kills.
+func (p *proc) stop() {
+	if p == nil || p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(40 * time.Second)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// wait waits for the process to exit on its own, up to timeout.
+func (p *proc) wait(timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return p.err
+	case <-t.C:
+		p.stop()
+		return fmt.Errorf("%s did not finish in %v", p.name, timeout)
+	}
+}
+
+// clockTick is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
+var clockTick = func() float64 {
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if n, err2 := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && err2 == nil && n > 0 {
+		return float64(n)
+	}
+	return 100
+}()
+
+// cpuTime is utime+stime of pid (every thread, not children).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	// Fields after the command name, which may contain spaces: state is
+	// field 3, utime 14 and stime 15.
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return time.Duration((ut + st) / clockTick * float64(time.Second))
+}
+
+// rssKB is VmRSS of pid in kB.
+func rssKB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// simStats is the part of jobrunner-sim's /_sim/stats the harness reads.
+type simStats struct {
+	Total        int64 `json:"total"`
+	Bad          int64 `json:"bad"`
+	AddedLatency struct {
+		Count int           `json:"count"`
+		P50   time.Duration `json:"p50_ns"`
+		P90   time.Duration `json:"p90_ns"`
+		P99   time.Duration `json:"p99_ns"`
+		Max   time.Duration `json:"max_ns"`
+	} `json:"added_latency"`
+}
+
+var httpc = &http.Client{Timeout: 10 * time.Second}
+
+func (h *harness) sim() simStats {
+	var s simStats
+	resp, err := httpc.Get(h.simURL + "/_sim/stats")
+	if err != nil {
+		h.logf("sim stats: %v", err)
+		return s
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&s)
+	return s
+}
+
+func (h *harness) simReset() {
+	resp, err := httpc.Post(h.simURL+"/_sim/reset", "", nil)
+	if err == nil {
+		resp.Body.Close()
+	}
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseLatency(t *testing.T) {
+	tests := []struct {
+		spec    string
+		wantErr string
+		// draws at (u, z) and what they must give
+		u, z float64
+		want time.Duration
+	}{
+		{spec: "0", want: 0},
+		{spec: "none", want: 0},
+		{spec: "", want: 0},
+		{spec: "fixed:5ms", want: 5 * time.Millisecond},
+		{spec: "fixed:0s", want: 0},
+		{spec: "uniform:1ms-21ms", u: 0.5, want: 11 * time.Millisecond},
+		{spec: "uniform:1ms-21ms", u: 0, want: time.Millisecond},
+		{spec: "uniform:3ms-3ms", u: 0.9, want: 3 * time.Millisecond},
+		{spec: "lognormal:median=10ms,p99=200ms", z: 0, want: 10 * time.Millisecond},
+		{spec: "lognormal:p99=200ms,median=10ms", z: z99, want: 200 * time.Millisecond},
+		{spec: "lognormal:median=10ms,p99=10ms", z: 3, want: 10 * time.Millisecond},
+		{spec: "fixed:", wantErr: "fixed:DURATION"},
+		{spec: "fixed:-1ms", wantErr: "fixed:DURATION"},
+		{spec: "fixed", wantErr: "fixed:DURATION"},
+		{spec: "0:1ms", wantErr: "no argument"},
+		{spec: "uniform:5ms", wantErr: "uniform:MIN-MAX"},
+		{spec: "uniform:20ms-1ms", wantErr: "below min"},
+		{spec: "uniform:1ms-x", wantErr: "uniform:MIN-MAX"},
+		{spec: "lognormal:median=10ms", wantErr: "both be given"},
+		{spec: "lognormal:median=10ms,p99=5ms", wantErr: "below median"},
+		{spec: "lognormal:median=10ms,p95=50ms", wantErr: `unknown parameter "p95"`},
+		{spec: "lognormal:median=ten", wantErr: "median=DURATION"},
+		{spec: "pareto:1ms", wantErr: `unknown distribution "pareto"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec, func(t *testing.T) {
+			d, err := parseLatency(tt.spec)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseLatency(%q) error = %v, want it to mention %q", tt.spec, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := d.draw(tt.u, tt.z)
+			if diff := math.Abs(float64(got - tt.want)); diff > float64(time.Microsecond) {
+				t.Errorf("draw(%v, %v) = %v, want %v", tt.u, tt.z, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestJobRunnerSimSemantics checks the RunSingleJob.php answers and the
+// counters of the stats endpoint.
+func TestJobRunnerSimSemantics(t *testing.T) {
+	job := `{"$schema":"/mediawiki/job/1.0.0","type":"refreshLinks","meta":{"domain":"en.wikipedia.org","dt":"2030-01-01T00:00:00.000000Z"},"params":{}}`
+	tests := []struct {
+		name             string
+		errRate, roRate  float64
+		lean             bool
+		method, body     string
+		wantStatus       int
+		wantHeader       string // key=value
+		wantBodyContains string
+	}{
+		{name: "ok", method: "POST", body: job, wantStatus: 200, wantBodyContains: `"status":"ok"`},
+		{name: "ok lean", lean: true, method: "POST", body: job, wantStatus: 200, wantBodyContains: `"status":"ok"`},
+		{name: "GET", method: "GET", wantStatus: 405, wantHeader: "Allow=POST", wantBodyContains: "POSTed"},
+		{name: "not JSON", method: "POST", body: "nope", wantStatus: 400, wantBodyContains: "decode"},
+		{name: "not JSON lean", lean: true, method: "POST", body: "nope", wantStatus: 400, wantBodyContains: "decode"},
+		{name: "no type", method: "POST", body: `{"meta":{}}`, wantStatus: 400, wantBodyContains: "no type"},
+		{name: "no type lean", lean: true, method: "POST", body: `{"meta":{}}`, wantStatus: 400, wantBodyContains: "no type"},
+		{name: "no meta", method: "POST", body: `{"type":"x"}`, wantStatus: 400, wantBodyContains: "no meta"},
+		{name: "no meta lean", lean: true, method: "POST", body: `{"type":"x"}`, wantStatus: 400, wantBodyContains: "no meta"},
+		{name: "error", errRate: 1, method: "POST", body: job, wantStatus: 500, wantBodyContains: "Exception"},
+		{name: "read-only", roRate: 1, method: "POST", body: job, wantStatus: 500, wantHeader: "X-Readonly=true", wantBodyContains: "read-only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sim := newJobSim(latencyDist{}, tt.errRate, tt.roRate, tt.lean)
+			sim.now = func() time.Time { return time.Date(2030, 1, 1, 0, 0, 0, 3_000_000, time.UTC) }
+			srv := httptest.NewServer(sim)
+			defer srv.Close()
+			req, _ := http.NewRequest(tt.method, srv.URL+"/rpc/RunSingleJob.php", strings.NewReader(tt.body))
+			req.Host = "en.wikipedia.org"
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus || !strings.Contains(string(body), tt.wantBodyContains) ||
+				resp.Header.Get("Content-Type") != "application/json" || !json.Valid(body) {
+				t.Fatalf("got %d %q (%s), want %d with %q", resp.StatusCode, body, resp.Header.Get("Content-Type"), tt.wantStatus, tt.wantBodyContains)
+			}
+			if k, v, ok := strings.Cut(tt.wantHeader, "="); ok && resp.Header.Get(k) != v {
+				t.Errorf("header %s = %q, want %q", k, resp.Header.Get(k), v)
+			}
+
+			resp, err = http.Get(srv.URL + "/_sim/stats")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st simStats
+			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if tt.wantStatus == 200 || tt.wantStatus == 500 {
+				if st.Total != 1 || st.Hosts["en.wikipedia.org"].Requests != 1 || st.Hosts["en.wikipedia.org"].MaxConcurrency != 1 {
+					t.Errorf("stats %+v: want 1 job from en.wikipedia.org", st)
+				}
+				if st.AddedLatency.Count != 1 || st.AddedLatency.P50 != 3*time.Millisecond {
+					t.Errorf("added latency %+v, want one sample of 3ms", st.AddedLatency)
+				}
+			} else if st.Bad != 1 || st.Total != 0 {
+				t.Errorf("stats %+v: want one bad request", st)
+			}
+		})
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var d []time.Duration
+	for i := 100; i >= 1; i-- {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	got := percentiles(d)
+	if got.Count != 100 || got.P50 != 51*time.Millisecond || got.P99 != 100*time.Millisecond || got.Max != 100*time.Millisecond {
+		t.Errorf("percentiles = %+v", got)
+	}
+	if got := percentiles(nil); got.Count != 0 {
+		t.Errorf("percentiles(nil) = %+v", got)
+	}
+}

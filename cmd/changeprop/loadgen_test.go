@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"changeprop/internal/testkit"
+)
+
+func TestLoadgenFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr []string // every one must be reported
+	}{
+		{name: "minimal", args: []string{"-brokers", "b:9092"}},
+		{name: "full", args: []string{"-brokers", "b:9092", "-rate", "0", "-n", "10", "-duration", "1m",
+			"-topics", "refreshLinks, mediawiki.job.cdnPurge", "-seed", "3", "-min-size", "100", "-max-size", "100",
+			"-X", "linger.ms=0", "-X", "acks=1"}},
+		{name: "no padding", args: []string{"-brokers", "b", "-min-size", "9000", "-max-size", "0"}},
+		{name: "no brokers", args: nil, wantErr: []string{"-brokers is required"}},
+		{name: "everything wrong", args: []string{"-rate", "-1", "-n", "-2", "-duration", "-1s", "-min-size", "5000",
+			"-max-size", "4096", "-delay-rate", "1.5", "-workers", "0", "-max-pending", "0", "-topics", "a b"},
+			wantErr: []string{"-brokers is required", "-rate -1 is negative", "-n -2 is negative", "-duration -1s is negative",
+				"-min-size 5000 is above -max-size 4096", "-delay-rate 1.5", "-workers 0", "-max-pending 0", `"a b" is not a job type`}},
+		{name: "negative size", args: []string{"-brokers", "b", "-min-size", "-1"}, wantErr: []string{"must not be negative"}},
+		{name: "bad -X", args: []string{"-brokers", "b", "-X", "novalue"}, wantErr: []string{"key=value"}},
+		{name: "stray argument", args: []string{"-brokers", "b", "extra"}, wantErr: []string{"unexpected arguments"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseLoadgenFlags(tt.args, io.Discard)
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.seed == 0 || o.workers < 1 {
+					t.Errorf("defaults not applied: %+v", o)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.wantErr)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	o, err := parseLoadgenFlags([]string{"-brokers", "b", "-topics", "refreshLinks,mediawiki.job.cdnPurge", "-X", "linger.ms=0"}, io.Discard)
+	if err != nil || len(o.topics) != 2 || o.topics[0] != "refreshLinks" || o.topics[1] != "cdnPurge" || o.props["linger.ms"] != "0" {
+		t.Errorf("parsed %+v, %v", o, err)
+	}
+}
+
+// TestLoadgenToCluster produces N events into a testkit cluster with the
+// real command and reads them back.
+func TestLoadgenToCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Brokers: 1,
+		Topics: map[string]int{"mediawiki.job.refreshLinks": 2, "mediawiki.job.cdnPurge": 2}})
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"loadgen", "-brokers", cluster.Addr(), "-rate", "0", "-n", "60", "-topics", "refreshLinks,cdnPurge",
+		"-min-size", "512", "-max-size", "4096", "-delay-rate", "0.5", "-seed", "9", "-report", "0"}, nil, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("loadgen exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "produced 60 events") || !strings.Contains(stdout.String(), "60 acknowledged, 0 failed") {
+		t.Errorf("summary: %s", stdout.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	total, delayed := 0, 0
+	for _, topic := range []string{"mediawiki.job.refreshLinks", "mediawiki.job.cdnPurge"} {
+		recs, err := cluster.ReadAll(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += len(recs)
+		for _, r := range recs {
+			var ev struct {
+				Type       string `json:"type"`
+				DelayUntil string `json:"delay_until"`
+				Meta       struct{ Stream, DT string }
+			}
+			if err := json.Unmarshal(r.Value, &ev); err != nil {
+				t.Fatalf("%s: %v", r.Value, err)
+			}
+			if "mediawiki.job."+ev.Type != topic || ev.Meta.Stream != topic {
+				t.Errorf("event of type %q on %s", ev.Type, topic)
+			}
+			if len(r.Value) < 512-64 || len(r.Value) > 4096+64 {
+				t.Errorf("event of %d bytes, want 0.5-4 KB", len(r.Value))
+			}
+			if _, err := time.Parse(time.RFC3339Nano, ev.Meta.DT); err != nil || len(ev.Meta.DT) != len("2006-01-02T15:04:05.000000Z") {
+				t.Errorf("meta.dt %q: want microseconds", ev.Meta.DT)
+			}
+			if ev.DelayUntil != "" {
+				delayed++
+			}
+		}
+	}
+	if total != 60 {
+		t.Errorf("read %d events, want 60", total)
+	}
+	if delayed == 0 || delayed == 60 {
+		t.Errorf("%d of 60 events delayed, want about half", delayed)
+	}
+}
