@@ -60,7 +60,7 @@ func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emi
 	e := errorEvent{
 		Schema: ErrorSchema,
 		Meta: eventMeta{
-			ID:     newEventID(),
+			ID:     NewEventID(),
 			DT:     now.UTC().Format(time.RFC3339Nano),
 			Stream: stream,
 		},
@@ -80,7 +80,7 @@ func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emi
 		e.Meta.Domain = ev.Meta("domain")
 	}
 	if e.Meta.RequestID == "" {
-		e.Meta.RequestID = newEventID()
+		e.Meta.RequestID = NewEventID()
 	}
 	if len(f.header) > 0 {
 		e.Details.Headers = make(map[string]string, len(f.header))

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"changeprop/breaker"
+	"changeprop/dispatch/dedupe"
 	"changeprop/rules"
 )
 
@@ -27,6 +28,7 @@ const (
 	outcomeSampledOut                // the rule's sample left it out
 	outcomeAbandoned                 // older than claim_ttl / root_claim_ttl
 	outcomeReenqueued                // a delayed job produced again to its topic
+	outcomeDedupe                    // a duplicate of a job already done
 	outcomeDelayed                   // not finished: wait until job.due, then run again
 	outcomeCancelled                 // cut short by shutdown: not finished, must be read again
 )
@@ -47,6 +49,10 @@ type handler struct {
 	retryPrefix string          // topics starting with it are retry topics
 	partitioned map[string]bool // repartitioned streams: their copies keep their partition
 	rateLimited bool
+	dedupe      dedupe.Store   // nil: no deduplication
+	limiter     dedupe.Limiter // nil: no blacklist limiter
+	stats       *Stats
+	metrics     ruleMetrics
 	log         zerolog.Logger
 	now         func() time.Time
 }
@@ -173,17 +179,155 @@ func (h *handler) expired(ev *rules.Event, now time.Time) bool {
 // reenqueue writes a delayed job back to its own topic; the original is
 // then finished.
 func (h *handler) reenqueue(ctx context.Context, j *job) outcome {
-	if err := produceAcked(ctx, h.producer, h.log, j.msg.Topic, KeepPartition(h.partitioned, j.ev.Meta("stream"), j.msg), j.msg.Key, j.msg.Value); err != nil {
+	if err := produceAcked(ctx, h.producer, h.log, j.msg.Topic, KeepPartition(h.partitioned, j.ev.Meta("stream"), j.msg), j.msg.Key, j.msg.Value, h.metrics.produced); err != nil {
 		return outcomeCancelled
 	}
 	return outcomeReenqueued
 }
 
-// run sends the job's requests in order; the first failure decides. A
+// run runs a job that is due: the blacklist and dedupe checks, then its
+// requests. A dedupe claim becomes a final mark only when the job is done;
+// otherwise it is released, so a copy read again runs.
+func (h *handler) run(ctx context.Context, j *job) outcome {
+	now := h.now()
+	if h.blacklisted(ctx, j, now) {
+		return outcomeAbandoned
+	}
+	var claim *dedupe.Claim
+	if h.dedupe != nil && j.retry == nil {
+		res, c, err := h.dedupe.Claim(ctx, h.dedupeJob(j), now)
+		if err != nil {
+			h.stats.DedupeUnavailable.Add(1)
+			h.logJob(zerolog.WarnLevel, j).Err(err).Msg("dedupe store unavailable: running the job")
+		}
+		switch {
+		case res.Duplicate():
+			return outcomeDedupe
+		case res == dedupe.Busy:
+			// Another copy holds a live claim: ask again later, without
+			// holding a slot. It ends as a duplicate or, if that copy
+			// failed or died, runs.
+			j.due = now.Add(busyRecheck)
+			return outcomeDelayed
+		}
+		claim = c
+	}
+	if dt, ok := eventTime(field(j.ev.Message, "meta", "dt")); ok && j.retry == nil {
+		h.metrics.observeDelay(now.Sub(dt))
+	}
+	out := h.send(ctx, j)
+	h.metrics.observeDuration(h.now().Sub(now))
+	if claim != nil {
+		var err error
+		// Not the job's context: a shutdown must not leave a done job
+		// unmarked (the store bounds the call).
+		if out == outcomeDone || out == outcomeIgnored {
+			err = h.dedupe.Confirm(context.WithoutCancel(ctx), claim, h.now())
+		} else {
+			err = h.dedupe.Release(context.WithoutCancel(ctx), claim)
+		}
+		if err != nil {
+			h.logJob(zerolog.WarnLevel, j).Err(err).Msg("dedupe store: mark not written")
+		}
+	}
+	if (out == outcomeRetry || out == outcomeError) && h.limiter != nil {
+		for _, key := range h.blacklistKeys(j) {
+			if err := h.limiter.Failure(ctx, key, h.now()); err != nil {
+				h.logJob(zerolog.WarnLevel, j).Err(err).Msg("blacklist limiter unavailable")
+			}
+		}
+	}
+	return out
+}
+
+// busyRecheck is how soon a job whose copy is claimed elsewhere asks again.
+const busyRecheck = 2 * time.Second
+
+// claimMargin is added to the rule's timeout for a dedupe claim's life: a
+// claim outlives the requests of the copy that holds it, and a crashed
+// copy's claim lets the redelivered one run soon after.
+const claimMargin = 5 * time.Second
+
+// dedupeJob is what the dedupe store needs of a job.
+func (h *handler) dedupeJob(j *job) dedupe.Job {
+	d := dedupe.Job{
+		Namespace: h.dedupeNamespace(j),
+		Domain:    j.ev.Meta("domain"),
+		ID:        j.ev.Meta("id"),
+		ClaimTTL:  h.rule.Timeout + claimMargin,
+	}
+	d.DT, _ = eventTime(field(j.ev.Message, "meta", "dt"))
+	d.SHA1, _ = j.ev.Message["sha1"].(string)
+	d.RootSignature, _ = field(j.ev.Message, "root_event", "signature").(string)
+	d.RootDT, _ = eventTime(field(j.ev.Message, "root_event", "dt"))
+	return d
+}
+
+// dedupeNamespace is the rule's name, or <rule>-<stream> for a rule that
+// reads several topics (rules.md "Deduplication").
+func (h *handler) dedupeNamespace(j *job) string {
+	if len(h.rule.Topics) == 1 && h.rule.Topics[0].Regex == nil {
+		return h.rule.Name
+	}
+	stream := j.ev.Meta("stream")
+	if stream == "" {
+		stream = h.names.Stream(j.msg.Topic)
+	}
+	return h.rule.Name + "-" + stream
+}
+
+// blacklistKeys expands the rule's blacklist limiter keys for a job.
+func (h *handler) blacklistKeys(j *job) []string {
+	var keys []string
+	for _, l := range h.rule.Limiters {
+		if l.Type != "blacklist" || h.rule.DisableRatelimit {
+			continue
+		}
+		if k, err := l.Key.Text(j.match.Scope(j.ev)); err == nil && k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// blacklisted reports whether a job's key failed too often lately (the
+// blacklist limiter), or its title is on the rule's static blacklist.
+func (h *handler) blacklisted(ctx context.Context, j *job, now time.Time) bool {
+	if h.rule.Blacklisted(j.ev.Meta("domain"), pageTitle(j.ev)) {
+		return true
+	}
+	if h.limiter == nil {
+		return false
+	}
+	for _, key := range h.blacklistKeys(j) {
+		blocked, err := h.limiter.Blocked(ctx, key, now)
+		if err != nil {
+			h.logJob(zerolog.WarnLevel, j).Err(err).Msg("blacklist limiter unavailable")
+		}
+		if blocked {
+			h.logJob(zerolog.InfoLevel, j).Str("key", key).Msg("blacklisted: failed too often lately")
+			return true
+		}
+	}
+	return false
+}
+
+// pageTitle is the page title an event is about, for the static blacklist.
+func pageTitle(ev *rules.Event) string {
+	if t, ok := ev.Message["page_title"].(string); ok {
+		return t
+	}
+	if t, ok := field(ev.Message, "params", "title").(string); ok {
+		return t
+	}
+	return ""
+}
+
+// send sends the job's requests in order; the first failure decides. A
 // request whose destination's breaker is open is not sent: the job waits
 // for the breaker (outcomeDelayed, blocked), or, with a per-key breaker,
 // is parked on the retry topic without using up a retry.
-func (h *handler) run(ctx context.Context, j *job) outcome {
+func (h *handler) send(ctx context.Context, j *job) outcome {
 	reqs, err := j.match.Requests(j.ev)
 	if err != nil {
 		return h.toErrorTopic(ctx, j, failure{message: "expand request: " + err.Error(), attempts: h.attempt(j)})
@@ -331,7 +475,7 @@ func (h *handler) toRetryTopic(ctx context.Context, j *job, left int, delay time
 	r := retryEnvelope{
 		Schema: RetrySchema,
 		Meta: eventMeta{
-			URI: j.ev.Meta("uri"), RequestID: j.ev.Meta("request_id"), ID: newEventID(),
+			URI: j.ev.Meta("uri"), RequestID: j.ev.Meta("request_id"), ID: NewEventID(),
 			DT: now.UTC().Format(time.RFC3339Nano), Domain: j.ev.Meta("domain"),
 			Stream: h.names.RetryStream(stream),
 		},
@@ -349,7 +493,7 @@ func (h *handler) toRetryTopic(ctx context.Context, j *job, left int, delay time
 		return h.toErrorTopic(ctx, j, failure{message: "retry event: " + err.Error(), attempts: f.attempts})
 	}
 	h.logJob(zerolog.InfoLevel, j).Str("reason", f.message).Int("retries_left", left).Time("due_at", r.DueAt).Msg("to retry topic")
-	if err := produceAcked(ctx, h.producer, h.log, h.names.Retry(stream), KeepPartition(h.partitioned, stream, j.msg), j.msg.Key, b); err != nil {
+	if err := produceAcked(ctx, h.producer, h.log, h.names.Retry(stream), KeepPartition(h.partitioned, stream, j.msg), j.msg.Key, b, h.metrics.produced); err != nil {
 		return outcomeCancelled
 	}
 	return outcomeRetry
@@ -365,7 +509,7 @@ func (h *handler) toErrorTopic(ctx context.Context, j *job, f failure) outcome {
 		raw = j.retry.OriginalEvent
 	}
 	b := newErrorEvent(j.msg, j.ev, raw, f, h.rule.Name, h.names.Emitter(h.rule.Name), h.names.ErrorStream(), h.now())
-	if err := produceAcked(ctx, h.producer, h.log, h.names.Error(), -1, nil, b); err != nil {
+	if err := produceAcked(ctx, h.producer, h.log, h.names.Error(), -1, nil, b, h.metrics.produced); err != nil {
 		return outcomeCancelled
 	}
 	return outcomeError

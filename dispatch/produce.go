@@ -29,7 +29,9 @@ const (
 // failure is logged and tried again, with exponential backoff, until it
 // succeeds or ctx ends: what an event produced must be acknowledged before
 // the event may count as finished, and giving up would lose it.
-func produceAcked(ctx context.Context, p Producer, log zerolog.Logger, topic string, partition int32, key, value []byte) error {
+//
+// observe, when not nil, is told the result of every attempt.
+func produceAcked(ctx context.Context, p Producer, log zerolog.Logger, topic string, partition int32, key, value []byte, observe func(string, error)) error {
 	backoff := produceBackoffMin
 	res := make(chan error, 1)
 	for attempt := 1; ; attempt++ {
@@ -40,6 +42,9 @@ func produceAcked(ctx context.Context, p Producer, log zerolog.Logger, topic str
 			case <-ctx.Done():
 				return fmt.Errorf("produce to %s: %w", topic, context.Cause(ctx))
 			}
+		}
+		if observe != nil {
+			observe(topic, err)
 		}
 		if err == nil {
 			return nil
@@ -56,8 +61,8 @@ func produceAcked(ctx context.Context, p Producer, log zerolog.Logger, topic str
 	}
 }
 
-// newEventID returns a random (version 4) UUID for meta.id.
-func newEventID() string {
+// NewEventID returns a random (version 4) UUID for meta.id.
+func NewEventID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40

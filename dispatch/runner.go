@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"changeprop/breaker"
+	"changeprop/dispatch/dedupe"
 	"changeprop/partition"
 	"changeprop/rules"
 )
@@ -33,7 +35,13 @@ type RunnerConfig struct {
 	Producer Producer
 	// Breakers guard the rule's destinations; nil means none.
 	Breakers *breaker.Set
-	Names    Names // names of the error and retry topics
+	// Dedupe is the deduplication store; nil means none.
+	Dedupe dedupe.Store
+	// Limiter is the blacklist limiter of rules with limiters; nil means none.
+	Limiter dedupe.Limiter
+	// Metrics receives the rule's observations; nil means none.
+	Metrics *Metrics
+	Names   Names // names of the error and retry topics
 	// Partitioned names the repartitioned streams (PartitionedStreams):
 	// retries and re-enqueued jobs of these keep their partition.
 	Partitioned     map[string]bool
@@ -78,8 +86,13 @@ type Runner struct {
 	maxBacklog  int // per partition: past it the partition pauses
 	now         func() time.Time
 
-	retune chan Tuning // new settings for the poll goroutine
-	ready  atomic.Bool // set once subscribed; read by health checks
+	retune   chan Tuning // new settings for the poll goroutine
+	hold     chan bool   // operator pause (true) and resume (false)
+	held     bool        // paused by the operator; owned by the poll goroutine
+	heldFlag atomic.Bool // held, for readers elsewhere
+	ready    atomic.Bool // set once subscribed; read by health checks
+	snapshot atomic.Pointer[[]PartitionState]
+	consumed sync.Map // topic -> *atomic.Int64
 }
 
 // part is the poll goroutine's state for one assigned partition.
@@ -92,9 +105,10 @@ type part struct {
 	delayed   int // jobs of this partition in the delay queue
 	blocked   int // of which waiting for an open breaker
 	paused    bool
-	committed int64 // last offset committed by this runner, -1 before
-	revoking  bool  // being revoked: nothing more starts
-	gone      bool  // revoked: late completions are ignored
+	committed int64         // last offset committed by this runner, -1 before
+	consumed  *atomic.Int64 // messages read from the topic (shared by its partitions)
+	revoking  bool          // being revoked: nothing more starts
+	gone      bool          // revoked: late completions are ignored
 }
 
 type completion struct {
@@ -127,12 +141,13 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	log := cfg.Log.With().Str("rule", cfg.Rule.Name).Logger()
 	cfg.Log = log
 	workCtx, cancel := context.WithCancelCause(context.Background())
-	return &Runner{
+	r := &Runner{
 		cfg: cfg,
 		h: &handler{
 			rule: cfg.Rule, sender: cfg.Sender, producer: cfg.Producer, breakers: cfg.Breakers,
 			names: cfg.Names, retryPrefix: cfg.Names.RetryPrefix(), userAgent: cfg.UserAgent,
 			partitioned: cfg.Partitioned, rateLimited: cfg.Rule.RateLimit != nil, log: log, now: time.Now,
+			dedupe: cfg.Dedupe, limiter: cfg.Limiter,
 		},
 		maxDelayed: cfg.MaxDelayed,
 		maxBacklog: cfg.MaxBacklog,
@@ -149,7 +164,12 @@ func NewRunner(cfg RunnerConfig) *Runner {
 		limiters:    partition.NewLimiters(tuning.Rate),
 		now:         time.Now,
 		retune:      make(chan Tuning, 1),
+		hold:        make(chan bool, 1),
 	}
+	r.h.stats = &r.stats
+	r.h.metrics = cfg.Metrics.forRule(cfg.Rule.Name)
+	cfg.Metrics.add(r)
+	return r
 }
 
 // completionBuffer is the least capacity of the completions channel.
@@ -187,7 +207,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		select {
 		case t := <-r.retune:
 			r.applyTuning(t)
+		case h := <-r.hold:
+			r.setHeld(h)
 		default:
+		}
+		if r.held {
+			for _, p := range r.order {
+				r.pause(p) // partitions assigned while held
+			}
 		}
 		r.drainCompletions()
 		r.releaseDue(r.now())
@@ -278,32 +305,50 @@ func (r *Runner) commit(only []*part) {
 	}
 	var offs []Offset
 	var moved []*part
-	var lag int64
 	for _, p := range only {
 		c := p.track.committable()
-		if high, ok := r.cfg.Source.HighWatermark(p.tp); ok && c >= 0 && high > c {
-			lag += high - c
-		}
 		if c >= 0 && c > p.committed {
 			offs = append(offs, Offset{TopicPartition: p.tp, Offset: c})
 			moved = append(moved, p)
 		}
 	}
+	if len(offs) > 0 {
+		if err := r.cfg.Source.Commit(offs); err != nil {
+			// Expected during a rebalance (e.g. ILLEGAL_GENERATION); the
+			// offsets stay uncommitted and go out with the next commit or
+			// on revoke.
+			r.cfg.Log.Warn().Err(err).Int("partitions", len(offs)).Msg("commit")
+		} else {
+			for i, p := range moved {
+				p.committed = offs[i].Offset
+			}
+		}
+	}
 	if len(only) == len(r.order) {
-		r.stats.Lag.Store(lag)
+		r.takeSnapshot()
 	}
-	if len(offs) == 0 {
-		return
+}
+
+// takeSnapshot publishes the partitions' state for metrics and /v1/rules.
+func (r *Runner) takeSnapshot() {
+	snap := make([]PartitionState, 0, len(r.order))
+	var lag int64
+	for _, p := range r.order {
+		s := PartitionState{TopicPartition: p.tp, Committed: p.committed, InFlight: p.inflight, Paused: p.paused}
+		if high, ok := r.cfg.Source.HighWatermark(p.tp); ok {
+			pos := p.track.committable()
+			if pos < 0 {
+				pos = p.committed
+			}
+			if pos >= 0 && high > pos {
+				s.Lag = high - pos
+			}
+		}
+		lag += s.Lag
+		snap = append(snap, s)
 	}
-	if err := r.cfg.Source.Commit(offs); err != nil {
-		// Expected during a rebalance (e.g. ILLEGAL_GENERATION); the offsets
-		// stay uncommitted and go out with the next commit or on revoke.
-		r.cfg.Log.Warn().Err(err).Int("partitions", len(offs)).Msg("commit")
-		return
-	}
-	for i, p := range moved {
-		p.committed = offs[i].Offset
-	}
+	r.snapshot.Store(&snap)
+	r.stats.Lag.Store(lag)
 }
 
 // Assigned implements RebalanceListener.
@@ -312,7 +357,7 @@ func (r *Runner) Assigned(tps []TopicPartition) {
 		if r.parts[tp] != nil {
 			continue
 		}
-		p := &part{tp: tp, track: newOffsetTracker(), committed: -1}
+		p := &part{tp: tp, track: newOffsetTracker(), committed: -1, consumed: r.topicCounter(tp.Topic)}
 		r.parts[tp] = p
 		r.order = append(r.order, p)
 	}
@@ -425,3 +470,39 @@ func minTime(a, b time.Time) time.Time {
 
 // Close releases the Source of a Runner that was never Run.
 func (r *Runner) Close() error { return r.cfg.Source.Close() }
+
+// Pause stops the rule from reading (an operator's pause): its partitions
+// pause, events already read still run, offsets are still committed. Safe
+// from any goroutine; Resume undoes it.
+func (r *Runner) Pause() { r.setHold(true) }
+
+// Resume undoes Pause.
+func (r *Runner) Resume() { r.setHold(false) }
+
+// Held reports whether an operator paused the rule.
+func (r *Runner) Held() bool { return r.heldFlag.Load() }
+
+func (r *Runner) setHold(h bool) {
+	r.heldFlag.Store(h)
+	select {
+	case <-r.hold:
+	default:
+	}
+	r.hold <- h
+}
+
+// setHeld runs on the poll goroutine.
+func (r *Runner) setHeld(h bool) {
+	if h == r.held {
+		return
+	}
+	r.held = h
+	r.cfg.Log.Info().Bool("paused", h).Msg("operator")
+	for _, p := range r.order {
+		if h {
+			r.pause(p)
+		} else {
+			r.resumeIfIdle(p)
+		}
+	}
+}

@@ -28,6 +28,7 @@ func (r *Runner) accept(m *Message) {
 		return // already read
 	}
 	r.stats.Consumed.Add(1)
+	p.consumed.Add(1)
 	p.track.add(m.Offset)
 	j := &job{p: p, msg: m}
 	switch n, out := r.h.classify(j, r.now()); n {
@@ -193,7 +194,7 @@ func (r *Runner) pause(p *part) {
 }
 
 func (r *Runner) resume(p *part) {
-	if !p.paused || p.gone || r.draining {
+	if !p.paused || p.gone || r.draining || r.held {
 		return
 	}
 	if err := r.cfg.Source.Resume([]TopicPartition{p.tp}); err != nil {

@@ -15,16 +15,20 @@ type Stats struct {
 	Abandoned  atomic.Int64 // events older than claim_ttl / root_claim_ttl
 	Delayed    atomic.Int64 // passes that ended waiting for a time (retry not due, delayed job)
 	Reenqueued atomic.Int64 // delayed jobs produced again to their topic
-	Cancelled  atomic.Int64 // passes cut short at shutdown; the events will be read again
-	InFlight   atomic.Int64 // events being handled now
-	Lag        atomic.Int64 // messages behind the end of the assigned partitions, at the last commit
+	Deduped    atomic.Int64 // duplicates of jobs already done
+	// DedupeUnavailable counts jobs run without a dedupe check because the
+	// store did not answer.
+	DedupeUnavailable atomic.Int64
+	Cancelled         atomic.Int64 // passes cut short at shutdown; the events will be read again
+	InFlight          atomic.Int64 // events being handled now
+	Lag               atomic.Int64 // messages behind the end of the assigned partitions, at the last commit
 }
 
 // Finished is the number of events that will not be handled again by this
 // rule.
 func (s *Stats) Finished() int64 {
 	return s.Done.Load() + s.Ignored.Load() + s.Retried.Load() + s.Failed.Load() + s.Unmatched.Load() +
-		s.SampledOut.Load() + s.Abandoned.Load() + s.Reenqueued.Load()
+		s.SampledOut.Load() + s.Abandoned.Load() + s.Reenqueued.Load() + s.Deduped.Load()
 }
 
 func (s *Stats) count(o outcome) {
@@ -47,6 +51,8 @@ func (s *Stats) count(o outcome) {
 		s.Delayed.Add(1)
 	case outcomeReenqueued:
 		s.Reenqueued.Add(1)
+	case outcomeDedupe:
+		s.Deduped.Add(1)
 	case outcomeCancelled:
 		s.Cancelled.Add(1)
 	}

@@ -28,6 +28,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Int("rate", 1000, "jobs produced per second when -jobs is 0")
 	failure := fs.Float64("failure-rate", 0.005, "share of jobs the simulated job runner fails")
 	level := fs.String("log-level", "error", "log level: debug, info, warn, error")
+	listen := fs.String("listen", "127.0.0.1:7200", "address of /metrics, /healthz, /readyz and /v1/ (port 0: any free port)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -80,13 +81,25 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sample rules:", err)
 		return 1
 	}
-	svc, err := newService(cfg, log)
+	reg, metrics := newRegistry()
+	svc, err := newService(cfg, log, withMetrics(metrics))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	for _, set := range svc.breakers.all {
+		reg.MustRegister(set.Collector())
+	}
+	srv, addr, err := serveHTTP(*listen, adminHandler(svc, reg), log)
+	if err != nil {
+		svc.closeUnstarted()
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer srv.Close()
 	fmt.Fprintf(stdout, "changeprop dev: Kafka-protocol cluster at %s (e.g. kcat -b %s -L)\n", cluster.Addr(), cluster.Addr())
 	fmt.Fprintf(stdout, "changeprop dev: simulated job runner at %s, %d rules, %d job topics\n", runner.URL(), len(cfg.Rules), len(jobTypes))
+	fmt.Fprintf(stdout, "changeprop dev: metrics and admin API at http://%s (/metrics /healthz /readyz /v1/rules)\n", addr)
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()

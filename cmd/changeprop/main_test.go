@@ -209,7 +209,7 @@ func TestRunDeliversKcatEventsAndDrainsOnSIGTERM(t *testing.T) {
 // TestDevRunsJobsAndExits is `changeprop dev -jobs 2000`.
 func TestDevRunsJobsAndExits(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"dev", "-jobs", "2000", "-rate", "0"}, nil, &stdout, &stderr); code != 0 {
+	if code := run([]string{"dev", "-jobs", "2000", "-rate", "0", "-listen", "127.0.0.1:0"}, nil, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	out := stdout.String()

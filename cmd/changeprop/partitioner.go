@@ -19,6 +19,7 @@ type ruleRunner interface {
 	Run(ctx context.Context) error
 	Name() string
 	Stats() *dispatch.Stats
+	Subscribed() bool
 	Close() error
 }
 
@@ -27,6 +28,7 @@ type serviceOption func(*serviceOptions)
 
 type serviceOptions struct {
 	createTopics bool
+	metrics      *dispatch.Metrics
 }
 
 // withCreateTopics makes partitioner rules create their partitioned
@@ -34,6 +36,11 @@ type serviceOptions struct {
 // -create-topics`).
 func withCreateTopics(on bool) serviceOption {
 	return func(o *serviceOptions) { o.createTopics = on }
+}
+
+// withMetrics records the rules' metrics.
+func withMetrics(m *dispatch.Metrics) serviceOption {
+	return func(o *serviceOptions) { o.metrics = m }
 }
 
 // initTimeout bounds InitTransactions of a partitioner's producer.

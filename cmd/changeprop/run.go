@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -38,18 +35,22 @@ func cmdRun(args []string, stdin io.Reader, stderr io.Writer) int {
 	ctx, stop := signalContext(log)
 	defer stop()
 
-	svc, err := newService(cfg, log, withCreateTopics(*createTopics))
+	reg, metrics := newRegistry()
+	svc, err := newService(cfg, log, withCreateTopics(*createTopics), withMetrics(metrics))
 	if err != nil {
 		log.Error().Err(err).Msg("start")
 		return 1
 	}
-	srv, err := serveHTTP(cfg.Listen, log)
+	for _, set := range svc.breakers.all {
+		reg.MustRegister(set.Collector())
+	}
+	srv, addr, err := serveHTTP(cfg.Listen, adminHandler(svc, reg), log)
 	if err != nil {
 		svc.closeUnstarted()
 		log.Error().Err(err).Msg("listen")
 		return 1
 	}
-	log.Info().Int("rules", len(svc.runners)).Str("brokers", cfg.Kafka.Brokers).Str("listen", cfg.Listen).Msg("started")
+	log.Info().Int("rules", len(svc.all())).Str("brokers", cfg.Kafka.Brokers).Str("listen", addr.String()).Msg("started")
 	if *path != "-" {
 		go newReloader(*path, cfg, svc.runners, log).run(ctx)
 	}
@@ -97,27 +98,4 @@ func signalContext(log zerolog.Logger) (context.Context, func()) {
 		close(ch)
 		cancel()
 	}
-}
-
-// serveHTTP starts the operations listener. An empty address disables it.
-func serveHTTP(addr string, log zerolog.Logger) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	if addr == "" {
-		return srv, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error().Err(err).Msg("http server")
-		}
-	}()
-	return srv, nil
 }

@@ -21,6 +21,8 @@ type service struct {
 	log      zerolog.Logger
 	sender   *dispatch.HTTPSender
 	producer *kafka.Producer
+	stores   *stores
+	breakers *breakerSets
 	runners  []*dispatch.Runner
 	// partitioners run the partitioner rules (partitioner.go).
 	partitioners []*dispatch.Repartitioner
@@ -45,9 +47,11 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 	if err != nil {
 		return nil, err
 	}
-	s := &service{cfg: cfg, log: log, sender: dispatch.NewHTTPSender(dispatch.HTTPOptions{}), producer: producer}
+	s := &service{cfg: cfg, log: log, sender: dispatch.NewHTTPSender(dispatch.HTTPOptions{}), producer: producer,
+		stores: newStores(cfg, log)}
 	names := dispatch.Names{ServiceName: cfg.ServiceName, DC: cfg.DC}
 	breakers := newBreakers(cfg, log)
+	s.breakers = breakers
 	for _, r := range cfg.Rules {
 		if r.Partition != nil {
 			// A partitioner rule forwards events (partitioner.go).
@@ -78,6 +82,9 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 			Sender:          s.sender,
 			Producer:        producer,
 			Breakers:        breakers.forRule(r),
+			Dedupe:          s.stores.dedupe,
+			Metrics:         opts.metrics,
+			Limiter:         s.stores.limiter,
 			Names:           names,
 			Partitioned:     dispatch.PartitionedStreams(cfg),
 			UserAgent:       cfg.UserAgent,
@@ -94,6 +101,7 @@ func (s *service) closeUnstarted() {
 		_ = r.Close()
 	}
 	s.producer.Close(5 * time.Second)
+	s.stores.close()
 }
 
 // run runs every rule until ctx ends, or until one rule fails, which stops
@@ -116,6 +124,7 @@ func (s *service) run(ctx context.Context) error {
 	wg.Wait()
 	s.sender.CloseIdle()
 	s.producer.Close(10 * time.Second)
+	s.stores.close()
 	return errors.Join(errs...)
 }
 

@@ -1,6 +1,8 @@
 package dedupe_test
 
 import (
+	"changeprop/internal/testkit"
+
 	"context"
 	"strconv"
 	"testing"
@@ -35,7 +37,7 @@ func benchClaimConfirm(b *testing.B, s dedupe.Store) {
 func BenchmarkClaimConfirm(b *testing.B) {
 	b.Run("memory", func(b *testing.B) { benchClaimConfirm(b, dedupe.NewMemory()) })
 	b.Run("redis", func(b *testing.B) {
-		srv := startRedis(b)
+		srv := testkit.StartRedis(b)
 		benchClaimConfirm(b, dedupe.NewRedis(srv.Client(), newPrefix(), dedupe.RedisOptions{Timeout: 5 * time.Second}))
 	})
 }
@@ -60,7 +62,7 @@ func BenchmarkLimiter(b *testing.B) {
 	ws := []dedupe.Window{{Limit: 100, Period: time.Hour}}
 	b.Run("memory", func(b *testing.B) { benchLimiter(b, dedupe.NewMemoryLimiter(ws)) })
 	b.Run("redis", func(b *testing.B) {
-		srv := startRedis(b)
+		srv := testkit.StartRedis(b)
 		benchLimiter(b, dedupe.NewRedisLimiter(srv.Client(), newPrefix(), ws))
 	})
 }

@@ -1,6 +1,8 @@
 package dedupe_test
 
 import (
+	"changeprop/internal/testkit"
+
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +21,7 @@ var prefixes atomic.Int64
 func newPrefix() string { return fmt.Sprintf("T%d", prefixes.Add(1)) }
 
 func TestRedisStore(t *testing.T) {
-	srv := startRedis(t)
+	srv := testkit.StartRedis(t)
 	client := srv.Client()
 	testStore(t, func(*testing.T) dedupe.Store {
 		return dedupe.NewRedis(client, newPrefix(), dedupe.RedisOptions{Timeout: 5 * time.Second})
@@ -27,7 +29,7 @@ func TestRedisStore(t *testing.T) {
 }
 
 func TestRedisLimiter(t *testing.T) {
-	srv := startRedis(t)
+	srv := testkit.StartRedis(t)
 	client := srv.Client()
 	testLimiter(t, func(_ *testing.T, ws []dedupe.Window) dedupe.Limiter {
 		return dedupe.NewRedisLimiter(client, newPrefix(), ws)
@@ -38,7 +40,7 @@ func TestRedisLimiter(t *testing.T) {
 // expires them too.
 func TestRedisKeys(t *testing.T) {
 	ctx := context.Background()
-	srv := startRedis(t)
+	srv := testkit.StartRedis(t)
 	client := srv.Client()
 	s := dedupe.NewRedis(client, "", dedupe.RedisOptions{})
 	j := withRoot(withSHA1(job("4f1c", 0), "ab12"), "sig", -time.Minute)
@@ -100,7 +102,7 @@ func TestRedisKeys(t *testing.T) {
 // each with its own client, as two service instances.
 func TestRedisSharedInstances(t *testing.T) {
 	ctx := context.Background()
-	srv := startRedis(t)
+	srv := testkit.StartRedis(t)
 	a := dedupe.NewRedis(srv.Client(), "", dedupe.RedisOptions{Timeout: 5 * time.Second})
 	b := dedupe.NewRedis(srv.Client(), "", dedupe.RedisOptions{Timeout: 5 * time.Second})
 
@@ -168,7 +170,7 @@ func TestRedisSharedInstances(t *testing.T) {
 // once Redis is back on the same port the store works again by itself.
 func TestRedisOutage(t *testing.T) {
 	ctx := context.Background()
-	srv := startRedis(t)
+	srv := testkit.StartRedis(t)
 	const timeout = 200 * time.Millisecond
 	s := dedupe.NewRedis(srv.Client(), "", dedupe.RedisOptions{Timeout: timeout})
 	l := dedupe.NewRedisLimiter(srv.Client(), "", limiterWindows)
@@ -231,7 +233,7 @@ func TestRedisOutage(t *testing.T) {
 // no more than the timeout, even with go-redis's default 3s read timeout.
 func TestRedisSlow(t *testing.T) {
 	ctx := context.Background()
-	srv := startRedis(t)
+	srv := testkit.StartRedis(t)
 	const timeout = 200 * time.Millisecond
 	client := srv.Client()
 	s := dedupe.NewRedis(client, "", dedupe.RedisOptions{Timeout: timeout})

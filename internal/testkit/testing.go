@@ -2,7 +2,7 @@ package testkit
 
 import "testing"
 
-// This file is the only one outside tests that imports testing.
+// This file and redis.go are the only ones outside tests that import testing.
 
 // NewCluster starts a cluster for the test, fails the test if it cannot,
 // and closes it when the test ends.

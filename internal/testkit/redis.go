@@ -1,4 +1,4 @@
-package dedupe_test
+package testkit
 
 import (
 	"bufio"
@@ -14,9 +14,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// redisServer is a real redis-server run by a test on a free loopback
-// port, without persistence. It could move to internal/testkit.
-type redisServer struct {
+// RedisServer is a real redis-server run by a test on a free loopback
+// port, without persistence.
+type RedisServer struct {
 	t    testing.TB
 	Addr string
 	port int
@@ -24,9 +24,9 @@ type redisServer struct {
 	out  chan struct{} // closed when the server's output is drained
 }
 
-// startRedis starts a redis-server for t and stops it when t ends. It
+// StartRedis starts a redis-server for t and stops it when t ends. It
 // fails t when redis-server is not installed (`make test` installs it).
-func startRedis(t testing.TB) *redisServer {
+func StartRedis(t testing.TB) *RedisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is not on PATH: run `make test` (it installs it) or `apt-get install redis-server`: %v", err)
@@ -37,7 +37,7 @@ func startRedis(t testing.TB) *redisServer {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	s := &redisServer{t: t, port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	s := &RedisServer{t: t, port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -45,7 +45,7 @@ func startRedis(t testing.TB) *redisServer {
 
 // Start (re)starts the server on its port and waits until it accepts
 // connections.
-func (s *redisServer) Start() {
+func (s *RedisServer) Start() {
 	s.t.Helper()
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--loglevel", "notice")
@@ -86,7 +86,7 @@ func (s *redisServer) Start() {
 }
 
 // Stop kills the server (SIGKILL, like a crash) and waits for it to exit.
-func (s *redisServer) Stop() {
+func (s *RedisServer) Stop() {
 	if s.cmd == nil {
 		return
 	}
@@ -97,14 +97,14 @@ func (s *redisServer) Stop() {
 }
 
 // Pause stops the process (SIGSTOP): connections hang instead of failing.
-func (s *redisServer) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+func (s *RedisServer) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
 
 // Resume continues a paused server.
-func (s *redisServer) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+func (s *RedisServer) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Client returns a client of the server with go-redis's default options,
 // closed when the test ends.
-func (s *redisServer) Client() *redis.Client {
+func (s *RedisServer) Client() *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"changeprop/dispatch/dedupe"
+	"changeprop/rules"
+)
+
+// blacklistWindows are the blacklist limiter's windows: a key that failed
+// this often within the period is skipped (rules.md "limiters").
+var blacklistWindows = []dedupe.Window{
+	{Limit: 10, Period: time.Hour},
+	{Limit: 100, Period: 7 * 24 * time.Hour},
+}
+
+// stores are the dedupe store and the blacklist limiter: in Redis when the
+// config has a redis section (shared by every instance), in this process
+// otherwise.
+type stores struct {
+	dedupe  dedupe.Store
+	limiter dedupe.Limiter
+	client  *redis.Client
+}
+
+// redisLogger routes go-redis's own log lines to our log.
+type redisLogger struct{ log zerolog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn().Msgf(format, v...)
+}
+
+func newStores(cfg *rules.Config, log zerolog.Logger) *stores {
+	if cfg.Redis == nil {
+		log.Info().Msg("no redis configured: dedupe and limiters live in this process only")
+		return &stores{dedupe: dedupe.NewMemory(), limiter: dedupe.NewMemoryLimiter(blacklistWindows)}
+	}
+	redis.SetLogger(redisLogger{log.With().Str("client", "redis").Logger()})
+	client := redis.NewClient(&redis.Options{
+		Addr:     cfg.Redis.Addr,
+		Password: cfg.Redis.Password,
+		DB:       cfg.Redis.DB,
+	})
+	return &stores{
+		dedupe:  dedupe.NewRedis(client, cfg.Redis.Prefix, dedupe.RedisOptions{}),
+		limiter: dedupe.NewRedisLimiter(client, cfg.Redis.Prefix, blacklistWindows),
+		client:  client,
+	}
+}
+
+func (s *stores) close() {
+	if s.client != nil {
+		_ = s.client.Close()
+	}
+}
