@@ -1,12 +1,17 @@
 // Package dispatch is changeprop's pipeline for one rule: the poll loop,
 // per-event handling, offset tracking and the HTTP sender.
 //
-// A Runner reads a rule's topics from a Source (a consumer-group member),
-// runs each event's requests on a goroutine of its own, up to the rule's
-// concurrency and partition_concurrency, and commits for each partition the
-// end of the run of finished events: never past an event still in flight.
-// When the rule is full it pauses partitions and keeps polling, so the
-// group never sees it as stuck.
+// A Runner reads a rule's topics (and its retry topics) from a Source (a
+// consumer-group member), classifies each event on its poll goroutine,
+// runs the event's requests on a goroutine of its own within the rule's
+// concurrency, partition_concurrency and per-key limits, turns failures
+// into retry or error events, and commits for each partition the end of
+// the run of finished events: never past an event still in flight or
+// waiting. Events that wait (retries not yet due, delayed jobs, rate
+// limits, open breakers) sit in a delay queue and hold no slot. When the
+// rule is busy it stops taking messages but keeps polling, so the group
+// never sees it as stuck. A Repartitioner forwards a partitioner rule's
+// events exactly once, in Kafka transactions.
 //
 // It does not know librdkafka (package dispatch/kafka adapts it to Source)
 // and does not parse configuration (package rules compiles it).
@@ -14,18 +19,21 @@
 // # Goroutines and ownership
 //
 //   - Run's goroutine owns the Source, the partition table, the offset
-//     trackers, the queues of events waiting for a slot and every in-flight
-//     counter. The Source calls the RebalanceListener (Assigned, Revoked)
-//     from inside Poll, on this same goroutine. None of this state has a
-//     lock.
-//   - One worker goroutine per in-flight event runs handler.handle and sends
-//     exactly one completion back on Runner.completions. The channel's
-//     capacity equals the rule's concurrency, which bounds the in-flight
-//     events, so a worker never blocks on it.
-//   - Stats are atomics, written by both and read by anyone.
+//     trackers, the backlogs, the lanes, the delay queue and every
+//     in-flight counter. The Source calls the RebalanceListener (Assigned,
+//     Revoked) from inside Poll, on this same goroutine. None of this state
+//     has a lock. Retune and Pause/Resume reach it through one-slot
+//     channels.
+//   - One worker goroutine per in-flight job pass runs handler.handle and
+//     sends exactly one completion back on Runner.completions, whose
+//     capacity is at least the rule's concurrency.
+//   - Stats are atomics, written by both and read by anyone; the partition
+//     snapshot (metrics, /v1/rules) is an atomic pointer replaced at each
+//     commit.
+//   - The breaker set, the rate limiters and the dedupe store are shared
+//     by the workers and lock internally (or live in Redis).
 //
-// There is no lock to order: the only shared mutable state is the
-// completions channel and the Stats atomics.
+// There is no lock order to keep: no code holds two locks at once.
 //
 //	r := dispatch.NewRunner(dispatch.RunnerConfig{
 //		Rule: cfg.Rules[0], Topics: []string{"mediawiki.job.refreshLinks"},

@@ -53,9 +53,11 @@ type RunnerConfig struct {
 	// (retries not yet due, delayed jobs); past it the partition pauses
 	// until some are due. Default 1000.
 	MaxDelayed int
-	// MaxBacklog bounds the jobs of one partition read ahead and waiting to
-	// be admitted; past it the partition pauses, and it resumes at half.
-	// Default 256.
+	// MaxBacklog bounds the jobs read ahead and waiting to be admitted, over
+	// the rule's partitions. At it the loop stops taking messages from the
+	// client (whose own prefetch is bounded) until some are admitted; a
+	// single partition holding three quarters of it pauses, so that a stuck
+	// partition cannot hold back the others. Default 1024.
 	MaxBacklog int
 	Log        zerolog.Logger
 }
@@ -83,7 +85,8 @@ type Runner struct {
 	subscribed  []string
 	delays      delayQueue
 	maxDelayed  int // per partition: past it the partition pauses
-	maxBacklog  int // per partition: past it the partition pauses
+	maxBacklog  int // the rule's read-ahead: past it the loop stops polling
+	backlogN    int // jobs in all partitions' backlogs
 	now         func() time.Time
 
 	retune   chan Tuning // new settings for the poll goroutine
@@ -134,7 +137,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 		cfg.MaxDelayed = 1000
 	}
 	if cfg.MaxBacklog <= 0 {
-		cfg.MaxBacklog = 256
+		cfg.MaxBacklog = 1024
 	}
 	tuning := TuningOf(cfg.Rule)
 	limit, partLimit := tuning.caps()
@@ -203,6 +206,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	wait := time.NewTimer(pollWait)
 	defer wait.Stop()
 	pollEmpty := false
+	polled := time.Now()
 	for ctx.Err() == nil {
 		select {
 		case t := <-r.retune:
@@ -222,10 +226,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		if due, ok := r.delays.next(); ok {
 			timeout = max(0, min(timeout, time.Until(due)))
 		}
-		if r.inflight > 0 && pollEmpty {
-			// Jobs are in flight and the client had nothing for us: wait
-			// for a completion rather than inside Poll, so that a finished
-			// job frees its slot at once, and poll again soon.
+		holding := r.backlogN >= r.maxBacklog
+		if (r.inflight > 0 && pollEmpty) || holding {
+			// Jobs are in flight and the client had nothing for us, or the
+			// read-ahead is full: wait for a completion rather than inside
+			// Poll, so that a finished job frees its slot at once.
 			wait.Reset(min(timeout, pollWait))
 			select {
 			case c := <-r.completions:
@@ -234,8 +239,17 @@ func (r *Runner) Run(ctx context.Context) error {
 			case <-ctx.Done():
 			}
 			timeout = 0
+			if holding && time.Since(polled) < holdPoll {
+				// Leave the messages in the client, whose prefetch is
+				// bounded, rather than pausing partitions: a resumed
+				// partition takes long to refill. Poll at least every
+				// holdPoll to serve the group.
+				r.tick(&commitAt, &refreshAt)
+				continue
+			}
 		}
 		msg, err := r.cfg.Source.Poll(timeout)
+		polled = time.Now()
 		pollEmpty = msg == nil && err == nil
 		if err != nil {
 			if errors.Is(err, ErrFatal) {
@@ -247,16 +261,25 @@ func (r *Runner) Run(ctx context.Context) error {
 		if msg != nil {
 			r.accept(msg)
 		}
-		now := time.Now()
-		if !now.Before(commitAt) {
-			r.commit(nil)
-			commitAt = now.Add(r.cfg.CommitInterval)
-		}
-		if r.cfg.Resolve != nil && !now.Before(refreshAt) {
-			refreshAt = now.Add(r.refreshTopics())
-		}
+		r.tick(&commitAt, &refreshAt)
 	}
 	return r.shutdown()
+}
+
+// holdPoll is the longest the loop goes without Poll while its read-ahead
+// is full: far below max.poll.interval.ms.
+const holdPoll = 250 * time.Millisecond
+
+// tick commits and refreshes the subscription when their time has come.
+func (r *Runner) tick(commitAt, refreshAt *time.Time) {
+	now := time.Now()
+	if !now.Before(*commitAt) {
+		r.commit(nil)
+		*commitAt = now.Add(r.cfg.CommitInterval)
+	}
+	if r.cfg.Resolve != nil && !now.Before(*refreshAt) {
+		*refreshAt = now.Add(r.refreshTopics())
+	}
 }
 
 // topicListTimeout bounds the metadata request of a topic refresh.
@@ -376,6 +399,7 @@ func (r *Runner) Revoked(tps []TopicPartition, lost bool) {
 	}
 	if !lost {
 		for _, p := range revoked {
+			r.backlogN -= len(p.backlog)
 			p.backlog = nil // not started, or delayed: the next owner reads them
 			p.revoking = true
 		}
@@ -428,6 +452,7 @@ func (r *Runner) shutdown() error {
 	r.draining = true
 	var all []TopicPartition
 	for _, p := range r.order {
+		r.backlogN -= len(p.backlog)
 		p.backlog = nil // not started, or delayed (left in the delay queue): read again later
 		all = append(all, p.tp)
 	}
@@ -479,11 +504,10 @@ func (r *Runner) Pause() { r.setHold(true) }
 // Resume undoes Pause.
 func (r *Runner) Resume() { r.setHold(false) }
 
-// Held reports whether an operator paused the rule.
+// Held reports whether an operator's pause is in effect.
 func (r *Runner) Held() bool { return r.heldFlag.Load() }
 
 func (r *Runner) setHold(h bool) {
-	r.heldFlag.Store(h)
 	select {
 	case <-r.hold:
 	default:
@@ -497,6 +521,7 @@ func (r *Runner) setHeld(h bool) {
 		return
 	}
 	r.held = h
+	r.heldFlag.Store(h)
 	r.cfg.Log.Info().Bool("paused", h).Msg("operator")
 	for _, p := range r.order {
 		if h {

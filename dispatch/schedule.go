@@ -13,9 +13,11 @@ import "time"
 //     rule's lanes, which start them by concurrency key (key_concurrency,
 //     ordered) while the rule has fewer than concurrency in flight.
 //
-// A partition pauses in the consumer while its backlog is full (MaxBacklog),
-// while one of its jobs waits for an open breaker, or while it has too many
-// jobs in the delay queue; it resumes when none of that holds.
+// When the backlogs together reach MaxBacklog the loop stops taking
+// messages from the client until jobs are admitted. A partition pauses in
+// the consumer while one of its jobs waits for an open breaker, while it
+// has too many jobs in the delay queue, or while it alone fills most of
+// the read-ahead; it resumes when none of that holds.
 
 // accept takes a message read from its partition.
 func (r *Runner) accept(m *Message) {
@@ -40,6 +42,7 @@ func (r *Runner) accept(m *Message) {
 		r.wait(j)
 	case nextRun:
 		p.backlog = append(p.backlog, j)
+		r.backlogN++
 		r.admit(p)
 		r.start()
 	}
@@ -65,6 +68,7 @@ func (r *Runner) admit(p *part) {
 		j := p.backlog[0]
 		p.backlog[0] = nil
 		p.backlog = p.backlog[1:]
+		r.backlogN--
 		if !j.rated && r.h.rateLimited {
 			if now.IsZero() {
 				now = r.now()
@@ -156,6 +160,7 @@ func (r *Runner) releaseDue(now time.Time) {
 			p.blocked--
 		}
 		p.backlog = append(p.backlog, j)
+		r.backlogN++
 		r.admit(p)
 		r.pauseIfBusy(p)
 		released = true
@@ -165,19 +170,20 @@ func (r *Runner) releaseDue(now time.Time) {
 	}
 }
 
-// pauseIfBusy pauses p while it cannot take more work: its backlog is
-// full, one of its jobs waits for an open breaker, or too many wait for
-// their time. resumeIfIdle undoes it once the backlog is down to half, so
-// that each resume is worth a fetch (pausing drops what the client had
-// prefetched for the partition).
+// pauseIfBusy pauses p while one of its jobs waits for an open breaker,
+// while too many wait for their time, or while it alone holds three
+// quarters of the rule's read-ahead (a stuck partition among others);
+// resumeIfIdle undoes it. Pausing is for these cases only: the client
+// drops what it prefetched for a paused partition and takes long to refill
+// it, so a rule that is merely busy stops polling instead (Run).
 func (r *Runner) pauseIfBusy(p *part) {
-	if len(p.backlog) >= r.maxBacklog || p.blocked > 0 || p.delayed >= r.maxDelayed {
+	if p.blocked > 0 || p.delayed >= r.maxDelayed || (len(r.order) > 1 && len(p.backlog) >= r.maxBacklog*3/4) {
 		r.pause(p)
 	}
 }
 
 func (r *Runner) resumeIfIdle(p *part) {
-	if len(p.backlog) <= r.maxBacklog/2 && p.blocked == 0 && p.delayed < r.maxDelayed {
+	if p.blocked == 0 && p.delayed < r.maxDelayed && len(p.backlog) <= r.maxBacklog/4 {
 		r.resume(p)
 	}
 }

@@ -197,9 +197,9 @@ func (s *service) progress() progress {
 	for _, r := range s.runners {
 		st := r.Stats()
 		p.consumed += st.Consumed.Load()
-		// Done, ignored and failed for good: jobs at their end. A retried
-		// job counts when its retry ends.
-		p.finished += st.Done.Load() + st.Ignored.Load() + st.Failed.Load()
+		// Done, ignored, failed for good or a duplicate of one done: jobs
+		// at their end. A retried job counts when its retry ends.
+		p.finished += st.Done.Load() + st.Ignored.Load() + st.Failed.Load() + st.Deduped.Load()
 		p.failed += st.Failed.Load()
 		p.retried += st.Retried.Load()
 		p.inflight += st.InFlight.Load()

@@ -61,6 +61,7 @@ func TestKill9DuringAStream(t *testing.T) {
 	}
 
 	gen := testkit.NewJobGen(int64(seed))
+	gen.Distinct = true // counted by delivery, not deduplicated
 	ids := make(chan []string, 1)
 	go func() {
 		var all []string

@@ -130,6 +130,7 @@ func TestRunDeliversKcatEventsAndDrainsOnSIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	var lines bytes.Buffer
 	gen := testkit.NewJobGen(7)
+	gen.Distinct = true // counted by delivery, not deduplicated
 	for range n {
 		lines.Write(gen.NextOfType("refreshLinks"))
 		lines.WriteByte('\n')
@@ -294,7 +295,7 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s (%v)", what, context.Cause(ctx))
 		}
 	}
 }

@@ -89,13 +89,15 @@ func TestKeyConcurrencyRetunedBySIGHUP(t *testing.T) {
 	}
 	write(3)
 	wikis := []string{"enwiki", "enwiki", "enwiki", "dewiki", "frwiki"}
+	batch := 0
 	produce := func(n int) {
+		batch++
 		recs := make([]testkit.Record, n)
 		for i := range recs {
 			db := wikis[i%len(wikis)]
 			recs[i] = testkit.Record{Topic: topic, Partition: testkit.AnyPartition, Value: fmt.Appendf(nil,
 				`{"meta":{"id":"%s-%d-%d","uri":"https://x/%d","domain":"%s.example","stream":"%s","dt":"%s"},"database":"%s","type":"refreshLinks"}`,
-				db, n, i, i, db, topic, time.Now().UTC().Format(time.RFC3339), db)}
+				db, batch, i, i, db, topic, time.Now().UTC().Format(time.RFC3339), db)}
 		}
 		if err := cluster.Produce(ctx, recs...); err != nil {
 			t.Fatal(err)

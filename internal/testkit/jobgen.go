@@ -106,6 +106,10 @@ type JobGen struct {
 	// PreciseDT writes meta.dt with microseconds instead of milliseconds,
 	// so that a receiver can measure sub-millisecond latencies from it.
 	PreciseDT bool
+	// Distinct leaves out sha1 and root_event, so that no event is a
+	// duplicate of another to a dedupe store: for tests that count
+	// deliveries rather than deduplication.
+	Distinct bool
 
 	mu    sync.Mutex
 	rand  *rand.Rand
@@ -250,6 +254,9 @@ func (g *JobGen) event(jobType string) []byte {
 		Database: w.db,
 		Type:     jobType,
 		Params:   params,
+	}
+	if g.Distinct {
+		dedupe, root = false, false
 	}
 	if dedupe {
 		// Like MediaWiki: the hash of what makes two jobs the same work.
