@@ -419,3 +419,71 @@ rules:
 	t.Logf("healthy wikis: %v alone, %v beside a broken wiki: %.0f%% of their throughput; %d passes parked or retried",
 		base, took, 100*base.Seconds()/took.Seconds(), runner.Stats().Retried.Load())
 }
+
+// TestRateLimitPerKey: rate_limit {rate: 20, burst: 1, key: database} lets
+// each wiki's jobs through at 20 a second, waiting without holding a slot:
+// another wiki's jobs are not held back by it.
+func TestRateLimitPerKey(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Topics: map[string]int{jobTopic: 1}})
+	w := newPerWiki(0)
+	var mu sync.Mutex
+	arrivals := map[string][]time.Time{}
+	jr := testkit.NewJobRunner(t, testkit.JobRunnerOptions{Respond: func(r *http.Request, body []byte) (int, http.Header, []byte, bool) {
+		var ev struct{ Database string }
+		_ = json.Unmarshal(body, &ev)
+		mu.Lock()
+		arrivals[ev.Database] = append(arrivals[ev.Database], time.Now())
+		mu.Unlock()
+		return w.respond(r, body)
+	}})
+	cfg, err := rules.Load(fmt.Appendf(nil, `
+service_name: cpjobqueue
+kafka:
+  brokers: %s
+  consumer: {auto.offset.reset: earliest}
+rules:
+  job:
+    topic: mediawiki.job.refreshLinks
+    concurrency: 10
+    concurrency_key: '{{message.database}}'
+    rate_limit: {rate: 20, burst: 1}
+    exec: {method: post, uri: '%s/rpc/RunSingleJob.php', body: '{{globals.message}}'}
+`, cluster.Addr(), jr.URL()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []testkit.Record
+	for i := range 40 {
+		recs = append(recs, testkit.Record{Topic: jobTopic, Partition: 0, Value: wikiJob("enwiki", i)})
+	}
+	for i := range 40 {
+		recs = append(recs, testkit.Record{Topic: jobTopic, Partition: 0, Value: wikiJob("dewiki", i)})
+	}
+	if err := cluster.Produce(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := startRunner(t, cfg, cfg.Rules[0])
+	if err := jr.WaitFor(ctx, 80); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, db := range []string{"enwiki", "dewiki"} {
+		a := arrivals[db]
+		// 40 jobs at 20/s with a burst of 1 take at least 39/20 s: the
+		// token bucket guarantees this lower bound.
+		if span := a[len(a)-1].Sub(a[0]); span < 1900*time.Millisecond {
+			t.Errorf("%s: 40 jobs within %v, faster than 20/s", db, span)
+		}
+	}
+	// dewiki's jobs, read after all of enwiki's, did not wait for them:
+	// both wikis ran side by side.
+	if !arrivals["dewiki"][0].Before(arrivals["enwiki"][len(arrivals["enwiki"])-1]) {
+		t.Error("dewiki's first job waited for enwiki's rate-limited jobs")
+	}
+}
