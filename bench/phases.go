@@ -54,8 +54,9 @@ const jobqueueYAML = "rules/testdata/jobqueue.yaml"
 // config turns the production-shaped jobqueue.yaml into one for this
 // cluster and job runner: brokers and job runner substituted, consumers
 // start at the earliest offset (the backlog was written before they
-// joined), the operations listener on a free port, and rate_limit removed
-// (cdnPurge's 500/s would otherwise set the throughput). With oneRule, the
+// joined), the operations listener on a free port, rate_limit removed
+// (cdnPurge's 500/s would otherwise set the throughput) and the redis
+// section removed (dedupe in the process). With oneRule, the
 // rules are replaced by a single job rule for topic.
 func (h *harness) config(service string, oneRule bool, topic string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(h.root, jobqueueYAML))
@@ -77,6 +78,8 @@ func (h *harness) config(service string, oneRule bool, topic string) (string, er
 		s = strings.ReplaceAll(s, r.old, r.new)
 	}
 	s = regexp.MustCompile(`(?m)^\s+rate_limit:.*\n`).ReplaceAllString(s, "")
+	// No Redis runs here: dedupe and limiters stay in the process.
+	s = regexp.MustCompile(`(?m)^redis:\n(\s+.*\n)*`).ReplaceAllString(s, "")
 	if oneRule {
 		i := strings.Index(s, "\nrules:\n")
 		if i < 0 {

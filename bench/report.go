@@ -99,7 +99,7 @@ func (h *harness) report() string {
 	p("bin/bare -brokers ADDR -topics mediawiki.job.refreshLinks -group bare-N -url SIM/rpc/RunSingleJob.php -concurrency 100\n```\n\n")
 	p("The configs are `%s` with the brokers, the job runner (`jobrunner.svc:9005`) and `listen`\n", jobqueueYAML)
 	p("substituted, `auto.offset.reset: earliest` added (the backlog is written before the groups exist)\n")
-	p("and `rate_limit` removed (cdnPurge's 500/s would set the 30-rule throughput). The one-rule config\n")
+	p("`rate_limit` removed (cdnPurge's 500/s would set the 30-rule throughput) and `redis` removed (dedupe in the process). The one-rule config\n")
 	p("keeps that file's `kafka` and `defaults` and has one rule on `mediawiki.job.refreshLinks`, concurrency\n")
 	p("100 (the bare loop has 100 workers). Logs, configs and perf data of this run: `%s`.\n\n", h.work)
 

@@ -46,7 +46,8 @@ func newStores(cfg *rules.Config, log zerolog.Logger) *stores {
 		DB:       cfg.Redis.DB,
 	})
 	return &stores{
-		dedupe:  dedupe.NewRedis(client, cfg.Redis.Prefix, dedupe.RedisOptions{}),
+		// An outage costs one timeout a second, not one per job.
+		dedupe:  dedupe.NewFailFast(dedupe.NewRedis(client, cfg.Redis.Prefix, dedupe.RedisOptions{}), time.Second),
 		limiter: dedupe.NewRedisLimiter(client, cfg.Redis.Prefix, blacklistWindows),
 		client:  client,
 	}
