@@ -153,6 +153,14 @@ func (c *Cluster) ReadAll(ctx context.Context, topic string) ([]Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	return c.readRange(ctx, topic, ends, "read")
+}
+
+// readRange reads every partition of topic from its log start up to (not
+// including) its offset in ends, ordered by partition and offset.
+// Transaction markers are read (they advance the position like records
+// do) but not returned. opts add to the client's options.
+func (c *Cluster) readRange(ctx context.Context, topic string, ends map[int32]int64, what string, opts ...kgo.Opt) ([]Record, error) {
 	starts, err := c.startOffsets(ctx, topic)
 	if err != nil {
 		return nil, err
@@ -168,13 +176,13 @@ func (c *Cluster) ReadAll(ctx context.Context, topic string) ([]Record, error) {
 	if len(from) == 0 {
 		return nil, nil
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(c.addrs...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
-		kgo.KeepControlRecords(), // markers advance the position like records do
-	)
+		kgo.KeepControlRecords(),
+	}, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("testkit: read %q: client: %w", topic, err)
+		return nil, fmt.Errorf("testkit: %s %q: client: %w", what, topic, err)
 	}
 	defer cl.Close()
 
@@ -182,14 +190,14 @@ func (c *Cluster) ReadAll(ctx context.Context, topic string) ([]Record, error) {
 	for len(last) > 0 {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("testkit: read %q: %d partitions unfinished: %w", topic, len(last), err)
+			return nil, fmt.Errorf("testkit: %s %q: %d partitions unfinished: %w", what, topic, len(last), err)
 		}
 		var ferr error
 		fetches.EachError(func(t string, p int32, err error) {
 			ferr = errors.Join(ferr, fmt.Errorf("partition %d: %w", p, err))
 		})
 		if ferr != nil {
-			return nil, fmt.Errorf("testkit: read %q: %w", topic, ferr)
+			return nil, fmt.Errorf("testkit: %s %q: %w", what, topic, ferr)
 		}
 		fetches.EachRecord(func(kr *kgo.Record) {
 			stop, reading := last[kr.Partition]
