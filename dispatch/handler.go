@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ type handler struct {
 	limiter     dedupe.Limiter // nil: no blacklist limiter
 	stats       *Stats
 	metrics     ruleMetrics
+	allowHost   func(hostport string) bool // nil: every host
 	log         zerolog.Logger
 	now         func() time.Time
 }
@@ -338,6 +340,9 @@ func (h *handler) send(ctx context.Context, j *job) outcome {
 	for i := range reqs {
 		req := &reqs[i]
 		h.addHeaders(req, requestID, triggeredBy)
+		if reason := h.outbound(req); reason != "" {
+			return h.toErrorTopic(ctx, j, failure{message: reason, attempts: h.attempt(j)})
+		}
 		dest, done, wait := h.allow(j, req)
 		if wait {
 			return h.blocked(ctx, j, dest)
@@ -384,6 +389,27 @@ func (h *handler) send(ctx context.Context, j *job) outcome {
 		return h.failed(ctx, j, o, f)
 	}
 	return result
+}
+
+// outbound checks an expanded request against allowed_hosts: the URI's
+// scheme must be http or https, and both the URI's host[:port] and the
+// host header (the virtual host) must be allowed. It returns why the
+// request may not be sent, or "".
+func (h *handler) outbound(req *rules.Request) string {
+	if h.allowHost == nil {
+		return ""
+	}
+	u, err := url.Parse(req.URI)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Sprintf("request not sent: %q is not an http(s) URI", req.URI)
+	}
+	if !h.allowHost(u.Host) {
+		return fmt.Sprintf("request not sent: host %q of %s is not in allowed_hosts", u.Host, req.URI)
+	}
+	if v := req.Header("host"); v != "" && !h.allowHost(v) {
+		return fmt.Sprintf("request not sent: host header %q is not in allowed_hosts", v)
+	}
+	return ""
 }
 
 // allow asks the breaker of the request's destination (or of the rule's

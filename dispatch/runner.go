@@ -41,7 +41,11 @@ type RunnerConfig struct {
 	Limiter dedupe.Limiter
 	// Metrics receives the rule's observations; nil means none.
 	Metrics *Metrics
-	Names   Names // names of the error and retry topics
+	// AllowHost, when set, is asked about every expanded request's host and
+	// host header (allowed_hosts); a request it refuses is not sent and its
+	// event goes to the error topic.
+	AllowHost func(hostport string) bool
+	Names     Names // names of the error and retry topics
 	// Partitioned names the repartitioned streams (PartitionedStreams):
 	// retries and re-enqueued jobs of these keep their partition.
 	Partitioned     map[string]bool
@@ -150,7 +154,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 			rule: cfg.Rule, sender: cfg.Sender, producer: cfg.Producer, breakers: cfg.Breakers,
 			names: cfg.Names, retryPrefix: cfg.Names.RetryPrefix(), userAgent: cfg.UserAgent,
 			partitioned: cfg.Partitioned, rateLimited: cfg.Rule.RateLimit != nil, log: log, now: time.Now,
-			dedupe: cfg.Dedupe, limiter: cfg.Limiter,
+			dedupe: cfg.Dedupe, limiter: cfg.Limiter, allowHost: cfg.AllowHost,
 		},
 		maxDelayed: cfg.MaxDelayed,
 		maxBacklog: cfg.MaxBacklog,

@@ -84,6 +84,7 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 			Breakers:        breakers.forRule(r),
 			Dedupe:          s.stores.dedupe,
 			Metrics:         opts.metrics,
+			AllowHost:       allowHost(cfg),
 			Limiter:         s.stores.limiter,
 			Names:           names,
 			Partitioned:     dispatch.PartitionedStreams(cfg),
@@ -170,4 +171,12 @@ func breakerSettings(b rules.Breaker) breaker.Settings {
 		OpenTimeout:      b.OpenTimeout,
 		HalfOpenRequests: b.HalfOpenRequests,
 	}
+}
+
+// allowHost is the allowed_hosts check, or nil when every host is allowed.
+func allowHost(cfg *rules.Config) func(string) bool {
+	if len(cfg.AllowedHosts) == 0 {
+		return nil
+	}
+	return cfg.HostAllowed
 }
