@@ -191,15 +191,7 @@ rules:
 		return ok
 	})
 	<-produced
-	waitFor(t, ctx, "every job", func() bool {
-		d := delivered(t, jr)
-		for _, id := range ids {
-			if d[id] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitDelivered(t, ctx, "every job", jr, ids)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

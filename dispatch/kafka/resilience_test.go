@@ -75,6 +75,20 @@ func delivered(t *testing.T, jr *testkit.JobRunner) map[string]int {
 	return out
 }
 
+// waitDelivered waits until the job runner answered 200 to every id.
+func waitDelivered(t *testing.T, ctx context.Context, what string, jr *testkit.JobRunner, ids []string) {
+	t.Helper()
+	waitFor(t, ctx, what, func() bool {
+		d := delivered(t, jr)
+		for _, id := range ids {
+			if d[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func checkCommittedToEnd(t *testing.T, ctx context.Context, c *testkit.Cluster, group, topic string) {
 	t.Helper()
 	end, err := c.EndOffsets(ctx, topic)
@@ -219,15 +233,7 @@ func TestInstancesJoinAndLeave(t *testing.T) {
 				t.Fatal(err)
 			}
 			<-produced
-			waitFor(t, ctx, "every job", func() bool {
-				d := delivered(t, jr)
-				for _, id := range ids {
-					if d[id] == 0 {
-						return false
-					}
-				}
-				return true
-			})
+			waitDelivered(t, ctx, "every job", jr, ids)
 			if err := stop3(); err != nil {
 				t.Fatal(err)
 			}
@@ -340,15 +346,7 @@ func TestRecoversFromInjectedKafkaFaults(t *testing.T) {
 	if injected.Load() == 0 {
 		t.Fatal("no request was failed: the fault injection did not bite")
 	}
-	waitFor(t, ctx, "every job after the faults", func() bool {
-		d := delivered(t, jr)
-		for _, id := range ids {
-			if d[id] == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitDelivered(t, ctx, "every job after the faults", jr, ids)
 	waitFor(t, ctx, "the error events", func() bool {
 		errs, err := cluster.ReadAll(ctx, "cpjobqueue.error")
 		return err == nil && len(errs) >= len(badRecs)
