@@ -61,7 +61,7 @@ type RunnerConfig struct {
 	// the rule's partitions. At it the loop stops taking messages from the
 	// client (whose own prefetch is bounded) until some are admitted; a
 	// single partition holding three quarters of it pauses, so that a stuck
-	// partition cannot hold back the others. Default 1024.
+	// partition cannot hold back the others. Default 256.
 	MaxBacklog int
 	Log        zerolog.Logger
 }
@@ -141,7 +141,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 		cfg.MaxDelayed = 1000
 	}
 	if cfg.MaxBacklog <= 0 {
-		cfg.MaxBacklog = 1024
+		cfg.MaxBacklog = 256
 	}
 	tuning := TuningOf(cfg.Rule)
 	limit, partLimit := tuning.caps()

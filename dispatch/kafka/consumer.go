@@ -37,10 +37,10 @@ var consumerDefaults = map[string]string{
 	"fetch.wait.max.ms": "100",
 	// Bound what each consumer prefetches (librdkafka's defaults allow
 	// 64 MB and 100,000 messages per consumer, and there is one consumer
-	// per rule): a few MB keep the pipeline full. When the rule is busy
+	// per rule): a megabyte keeps the pipeline full. When the rule is busy
 	// the runner stops taking messages and this queue fills; fetching
 	// resumes 10ms after it has room again (the default waits a second).
-	"queued.max.messages.kbytes": "4096",
+	"queued.max.messages.kbytes": "1024",
 	"queued.min.messages":        "10000",
 	"fetch.max.bytes":            "4194304",
 	"fetch.queue.backoff.ms":     "10",
