@@ -58,9 +58,16 @@ func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule, opts ...func(*d
 		o(&rc)
 	}
 	runner := dispatch.NewRunner(rc)
+	return runner, runInBackground(t, runner.Run)
+}
+
+// runInBackground runs run on its own goroutine and returns a function
+// that cancels its context and returns its error (once; later calls return
+// the same error). The test's cleanup calls it too.
+func runInBackground(t *testing.T, run func(context.Context) error) func() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- runner.Run(ctx) }()
+	go func() { errc <- run(ctx) }()
 	var once sync.Once
 	var runErr error
 	stop := func() error {
@@ -71,7 +78,7 @@ func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule, opts ...func(*d
 		return runErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return runner, stop
+	return stop
 }
 
 // waitFor polls cond until it holds or ctx ends.

@@ -100,20 +100,7 @@ func startRepartitioner(t *testing.T, cfg *rules.Config, r *rules.Rule, create b
 		Names:        dispatch.Names{ServiceName: cfg.ServiceName, DC: cfg.DC},
 		CreateTopics: create, CommitInterval: cfg.Kafka.CommitInterval, Log: zerolog.Nop(),
 	})
-	runCtx, stop := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- rp.Run(runCtx) }()
-	var once sync.Once
-	var runErr error
-	stopFn := func() error {
-		once.Do(func() {
-			stop()
-			runErr = <-errc
-		})
-		return runErr
-	}
-	t.Cleanup(func() { _ = stopFn() })
-	return stopFn
+	return runInBackground(t, rp.Run)
 }
 
 // jobDB is the database of a job event.
