@@ -352,6 +352,10 @@ func (h *handler) send(ctx context.Context, j *job) outcome {
 			done(false) // our own shutdown says nothing of the destination
 			return outcomeCancelled
 		}
+		if errors.Is(err, ErrInvalidRequest) {
+			done(false) // not sent: the event's fault
+			return h.toErrorTopic(ctx, j, failure{message: "request not sent: " + err.Error(), attempts: h.attempt(j)})
+		}
 		f := failure{attempts: h.attempt(j)}
 		var header func(string) string
 		if resp != nil {

@@ -1,13 +1,11 @@
 package dispatch
 
 import (
-	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"changeprop/rules"
@@ -30,86 +28,94 @@ type Response struct {
 // MaxBodyExcerpt bounds how much of a response body is kept.
 const MaxBodyExcerpt = 4096
 
-// HTTPSender is a Sender over one pooled keep-alive net/http client.
-type HTTPSender struct {
-	client *http.Client
-}
+// ErrInvalidRequest marks a request that cannot be sent as expanded (a
+// header value with a line break, a URI that is not http(s)): the event's
+// fault, not the destination's.
+var ErrInvalidRequest = errors.New("invalid request")
 
-// HTTPOptions tunes the HTTP transport. The zero value is usable.
+// HTTPOptions tunes the HTTP client. The zero value is usable.
 type HTTPOptions struct {
-	// MaxConnsPerHost caps connections to one destination; 0 means no cap.
+	// MaxConnsPerHost caps connections to one destination; a request
+	// beyond it waits for a connection (bounded by its timeout). 0 means
+	// no cap.
 	MaxConnsPerHost int
 	// MaxIdleConnsPerHost is the keep-alive pool per destination; 0 means 512.
 	MaxIdleConnsPerHost int
-	// DialTimeout bounds connection set-up; 0 means 5s.
+	// IdleConnTimeout closes keep-alive connections unused this long; 0
+	// means 90s.
+	IdleConnTimeout time.Duration
+	// DialTimeout bounds connection set-up, TLS handshake included; 0
+	// means 5s.
 	DialTimeout time.Duration
+	// TLSConfig is used for https destinations; nil means the system's
+	// roots. ServerName is always the URI's host.
+	TLSConfig *tls.Config
+	// MaxResponseHeaderBytes bounds a response's status line and headers;
+	// a longer head is an error. 0 means 1 MiB.
+	MaxResponseHeaderBytes int
+	// MaxResponseBody bounds how much of a response body is read: the
+	// first MaxBodyExcerpt bytes are kept, the rest is read and dropped so
+	// that the connection can be reused, up to this bound, past which the
+	// connection is closed instead. 0 means 1 MiB.
+	MaxResponseBody int64
 }
 
-// NewHTTPSender returns a Sender with its own transport.
-func NewHTTPSender(o HTTPOptions) *HTTPSender {
+func (o *HTTPOptions) defaults() {
 	if o.MaxIdleConnsPerHost == 0 {
 		o.MaxIdleConnsPerHost = 512
+	}
+	if o.IdleConnTimeout == 0 {
+		o.IdleConnTimeout = 90 * time.Second
 	}
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 5 * time.Second
 	}
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: o.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   o.MaxIdleConnsPerHost,
-		MaxConnsPerHost:       o.MaxConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   o.DialTimeout,
-		ExpectContinueTimeout: 0,
-		ForceAttemptHTTP2:     false,
+	if o.MaxResponseHeaderBytes == 0 {
+		o.MaxResponseHeaderBytes = 1 << 20
 	}
-	return &HTTPSender{client: &http.Client{
-		Transport: tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}}
+	if o.MaxResponseBody == 0 {
+		o.MaxResponseBody = 1 << 20
+	}
 }
 
-// Send implements Sender. The request's timeout bounds the whole exchange,
-// body included.
-func (s *HTTPSender) Send(ctx context.Context, req *rules.Request) (*Response, error) {
-	if req.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
-		defer cancel()
-	}
-	var body io.Reader
-	if req.Body != nil {
-		body = bytes.NewReader(req.Body)
-	}
-	hr, err := http.NewRequestWithContext(ctx, req.Method, req.URI, body)
-	if err != nil {
-		return nil, fmt.Errorf("build request %s %s: %w", req.Method, req.URI, err)
-	}
-	for _, h := range req.Headers {
-		if h.Name == "host" {
-			hr.Host = h.Value
-			continue
-		}
-		hr.Header.Set(h.Name, h.Value)
-	}
-	resp, err := s.client.Do(hr)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	excerpt, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyExcerpt))
-	if err == nil {
-		// Drain (bounded) so that the connection can be reused.
-		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read response of %s %s: %w", req.Method, req.URI, err)
-	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: excerpt}, nil
+// HTTPSender is a Sender over keep-alive HTTP/1.1 connections, pooled per
+// destination (scheme://host:port). A request is written with one system
+// call and its response read on the calling goroutine: no goroutine of
+// the client's own stands between a job and its connection (http1.go).
+type HTTPSender struct {
+	opts  HTTPOptions
+	mu    sync.RWMutex
+	pools map[string]*connPool // by scheme://authority of the URI
+}
+
+// NewHTTPSender returns a Sender with its own connection pools.
+func NewHTTPSender(o HTTPOptions) *HTTPSender {
+	o.defaults()
+	return &HTTPSender{opts: o, pools: make(map[string]*connPool)}
 }
 
 // CloseIdle closes idle keep-alive connections.
-func (s *HTTPSender) CloseIdle() { s.client.CloseIdleConnections() }
+func (s *HTTPSender) CloseIdle() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, p := range s.pools {
+		p.closeIdle()
+	}
+}
+
+// pool returns the connection pool of a destination.
+func (s *HTTPSender) pool(t *target) *connPool {
+	s.mu.RLock()
+	p := s.pools[t.key]
+	s.mu.RUnlock()
+	if p != nil {
+		return p
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p = s.pools[t.key]; p == nil {
+		p = newConnPool(t, &s.opts)
+		s.pools[p.key] = p
+	}
+	return p
+}

@@ -1,0 +1,293 @@
+package dispatch
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"changeprop/rules"
+)
+
+// The HTTP/1.1 exchange of HTTPSender. One request at a time per
+// connection: the request head (and a body up to inlineBody) is built in
+// the connection's buffer and written with one system call, the response
+// is read on the caller's goroutine with net/http's own parser
+// (http.ReadResponse), and the connection goes back to its pool when the
+// response was read to its end and neither side asked to close. Timeouts
+// and cancellation are connection deadlines, so no goroutine or timer of
+// the client's own runs per request.
+
+// Send implements Sender. The request's timeout (and ctx's deadline, if
+// sooner) bounds the whole exchange: waiting for a connection, connecting,
+// writing and reading the response, body included.
+func (s *HTTPSender) Send(ctx context.Context, req *rules.Request) (*Response, error) {
+	t, err := parseTarget(req.URI)
+	if err != nil {
+		return nil, err
+	}
+	host := t.authority
+	if v := req.Header("host"); v != "" {
+		host = v
+	}
+	if !validHost(host) {
+		return nil, fmt.Errorf("%w: host %q", ErrInvalidRequest, host)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var deadline time.Time
+	if req.Timeout > 0 {
+		deadline = now.Add(req.Timeout)
+	}
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	p := s.pool(&t)
+	if err := p.acquire(ctx, deadline); err != nil {
+		return nil, s.timeout(ctx, req, "wait for a connection", err)
+	}
+	defer p.release()
+	c, err := p.get(ctx, deadline, now)
+	if err != nil {
+		return nil, s.timeout(ctx, req, "connect", err)
+	}
+	resp, reuse, err := c.roundTrip(ctx, req, t.path, host, deadline)
+	if err != nil {
+		c.close()
+		return nil, s.timeout(ctx, req, "", err)
+	}
+	if reuse {
+		p.put(c)
+	} else {
+		c.close()
+	}
+	return resp, nil
+}
+
+// timeout turns a deadline error into ctx's error when ctx ended, or into
+// a timeoutError when the request's own timeout passed; other errors pass.
+func (s *HTTPSender) timeout(ctx context.Context, req *rules.Request, op string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &timeoutError{after: req.Timeout}
+	}
+	if op != "" {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return err
+}
+
+// timeoutError is a request that did not complete within its timeout. It
+// is a net.Error whose Timeout is true, and it matches
+// context.DeadlineExceeded.
+type timeoutError struct{ after time.Duration }
+
+func (e *timeoutError) Error() string {
+	return "no complete response within the timeout of " + e.after.String()
+}
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
+func (e *timeoutError) Is(target error) bool {
+	return target == context.DeadlineExceeded || target == os.ErrDeadlineExceeded
+}
+
+var _ net.Error = (*timeoutError)(nil)
+
+// inlineBody is the largest body copied into the request buffer; a larger
+// one is written from its own slice (writev).
+const inlineBody = 64 << 10
+
+// headRequest tells http.ReadResponse that a response has no body.
+var headRequest = &http.Request{Method: http.MethodHead}
+
+// roundTrip writes req and reads its response. reuse reports whether the
+// connection may serve another request.
+func (c *conn) roundTrip(ctx context.Context, req *rules.Request, path, host string, deadline time.Time) (resp *Response, reuse bool, err error) {
+	if err := c.nc.SetDeadline(deadline); err != nil {
+		return nil, false, err
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+		defer func() {
+			if !stop() && err == nil {
+				// Cancelled while the response came: the connection's
+				// deadline is spoiled.
+				reuse = false
+			}
+		}()
+	}
+	head, err := appendRequest(c.buf[:0], req, path, host)
+	if err != nil {
+		return nil, false, err
+	}
+	if req.Body != nil && len(req.Body) <= inlineBody {
+		head = append(head, req.Body...)
+		_, err = c.nc.Write(head)
+	} else if req.Body != nil {
+		bufs := net.Buffers{head, req.Body}
+		_, err = bufs.WriteTo(c.nc)
+	} else {
+		_, err = c.nc.Write(head)
+	}
+	if cap(head) <= 2*inlineBody {
+		c.buf = head[:0]
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("write request: %w", err)
+	}
+	return c.readResponse(req.Method == http.MethodHead)
+}
+
+// aLongTimeAgo is a deadline that has passed: it interrupts a blocked read
+// or write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// readResponse reads the response head (skipping 1xx interim responses)
+// and body: the first MaxBodyExcerpt bytes are kept, the rest up to
+// MaxResponseBody read and dropped.
+func (c *conn) readResponse(head bool) (*Response, bool, error) {
+	req := (*http.Request)(nil)
+	if head {
+		req = headRequest
+	}
+	var hr *http.Response
+	for {
+		c.limit.n = int64(c.pool.opts.MaxResponseHeaderBytes)
+		var err error
+		hr, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			if errors.Is(err, errReadLimit) {
+				return nil, false, fmt.Errorf("read response: head larger than %d bytes", c.pool.opts.MaxResponseHeaderBytes)
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, false, fmt.Errorf("read response: %w", err)
+		}
+		if hr.StatusCode >= 200 || hr.StatusCode < 100 {
+			break
+		}
+		if hr.StatusCode == http.StatusSwitchingProtocols {
+			return nil, false, errors.New("read response: unexpected 101 Switching Protocols")
+		}
+		// 100 Continue, 103 Early Hints: the answer follows.
+	}
+	max := c.pool.opts.MaxResponseBody
+	c.limit.n = max + int64(c.br.Buffered()) + 1
+	resp := &Response{Status: hr.StatusCode, Header: hr.Header}
+	n, err := readUpTo(hr.Body, c.excerpt[:])
+	if n > 0 {
+		resp.Body = append([]byte(nil), c.excerpt[:n]...)
+	}
+	complete := false
+	switch {
+	case err == io.EOF:
+		complete, err = true, nil
+	case err == nil:
+		// More than the excerpt: drop the rest up to the bound.
+		var rest int64
+		rest, err = io.CopyN(io.Discard, hr.Body, max-int64(n))
+		switch {
+		case err == io.EOF:
+			complete, err = true, nil
+		case err == nil && rest == max-int64(n):
+			// The bound is reached: close rather than read on, unless
+			// the body ends right here.
+			var one [1]byte
+			m, e := hr.Body.Read(one[:])
+			complete = m == 0 && e == io.EOF
+		}
+	}
+	if errors.Is(err, errReadLimit) {
+		// Our own bound, not the destination's failure: the excerpt
+		// stands, the connection goes.
+		return resp, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read response body: %w", err)
+	}
+	return resp, complete && !hr.Close, nil
+}
+
+// readUpTo reads into buf until it is full or r fails; err is r's error
+// as is (io.EOF at the end of the body).
+func readUpTo(r io.Reader, buf []byte) (n int, err error) {
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = r.Read(buf[n:])
+		n += m
+	}
+	return n, err
+}
+
+// appendRequest appends the request line and head of req to dst: the
+// host header as Host, the rule's headers with canonical names, and a
+// Content-Length when there is a body (or the method expects one). A
+// header value with a control character is refused (ErrInvalidRequest).
+func appendRequest(dst []byte, req *rules.Request, path, host string) ([]byte, error) {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	dst = append(dst, method...)
+	dst = append(dst, ' ')
+	dst = append(dst, path...)
+	dst = append(dst, " HTTP/1.1\r\nHost: "...)
+	dst = append(dst, host...)
+	dst = append(dst, "\r\n"...)
+	for _, h := range req.Headers {
+		switch h.Name {
+		case "host", "content-length", "transfer-encoding":
+			continue // Host is above; the body's framing is ours
+		}
+		// Names are tokens: the rules were checked when loaded.
+		if !validHeaderValue(h.Value) {
+			return dst, fmt.Errorf("%w: value of header %s has a control character", ErrInvalidRequest, h.Name)
+		}
+		dst = appendCanonicalName(dst, h.Name)
+		dst = append(dst, ": "...)
+		dst = append(dst, h.Value...)
+		dst = append(dst, "\r\n"...)
+	}
+	switch {
+	case req.Body != nil:
+		dst = append(dst, "Content-Length: "...)
+		dst = strconv.AppendInt(dst, int64(len(req.Body)), 10)
+		dst = append(dst, "\r\n"...)
+	case method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch:
+		dst = append(dst, "Content-Length: 0\r\n"...)
+	}
+	return append(dst, "\r\n"...), nil
+}
+
+// appendCanonicalName appends a header name in its canonical form
+// (content-type -> Content-Type), as net/http sends it.
+func appendCanonicalName(dst []byte, name string) []byte {
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+		upper = c == '-'
+	}
+	return dst
+}
+
+// bufReader is the connection's read buffer size.
+const bufReader = 4096
+
+func newBufReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, bufReader) }
