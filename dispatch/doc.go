@@ -3,7 +3,7 @@
 //
 // A Runner reads a rule's topics (and its retry topics) from a Source (a
 // consumer-group member), classifies each event on its poll goroutine,
-// runs the event's requests on a goroutine of its own within the rule's
+// runs the event's requests on a worker goroutine within the rule's
 // concurrency, partition_concurrency and per-key limits, turns failures
 // into retry or error events, and commits for each partition the end of
 // the run of finished events: never past an event still in flight or
@@ -24,9 +24,12 @@
 //     Revoked) from inside Poll, on this same goroutine. None of this state
 //     has a lock. Retune and Pause/Resume reach it through one-slot
 //     channels.
-//   - One worker goroutine per in-flight job pass runs handler.handle and
-//     sends exactly one completion back on Runner.completions, whose
-//     capacity is at least the rule's concurrency.
+//   - Worker goroutines, at least one per in-flight job, take jobs from
+//     Runner.work1, run a pass (handler.handle) and send exactly one
+//     completion back on Runner.completions; both channels hold at least
+//     the rule's concurrency. Run's goroutine starts a worker when jobs in
+//     flight outnumber them and, at each commit, retires (hands nil to)
+//     those the busiest moment since the last commit did not need.
 //   - Stats are atomics, written by both and read by anyone; the partition
 //     snapshot (metrics, /v1/rules) is an atomic pointer replaced at each
 //     commit.

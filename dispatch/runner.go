@@ -68,7 +68,7 @@ type RunnerConfig struct {
 
 // Runner consumes for one rule. Run owns the Source: every Source call, the
 // partition table and the offset trackers live on Run's goroutine. Each event
-// is handled on a goroutine of its own, which reports back over a channel.
+// is handled on a worker goroutine, which reports back over a channel.
 type Runner struct {
 	cfg     RunnerConfig
 	h       *handler
@@ -81,8 +81,11 @@ type Runner struct {
 	order       []*part // assigned partitions
 	inflight    int
 	completions chan completion
-	limit       int // rule-wide in-flight cap
-	partLimit   int // per-partition in-flight cap
+	work1       chan *job // to the workers: a job to run, or nil to retire
+	workers     int       // worker goroutines started and not retired
+	peak        int       // most jobs in flight since the last trimWorkers
+	limit       int       // rule-wide in-flight cap
+	partLimit   int       // per-partition in-flight cap
 	lanes       *partition.Lanes[*job]
 	limiters    *partition.Limiters // safe for concurrent use
 	draining    bool
@@ -165,13 +168,17 @@ func NewRunner(cfg RunnerConfig) *Runner {
 		// flight; beyond it (concurrency raised live) a worker waits for
 		// the poll loop to take one, which it does at every turn.
 		completions: make(chan completion, max(limit, completionBuffer)),
-		limit:       limit,
-		partLimit:   partLimit,
-		lanes:       partition.NewLanes[*job](tuning.KeyLimits, cfg.Rule.Ordered),
-		limiters:    partition.NewLimiters(tuning.Rate),
-		now:         time.Now,
-		retune:      make(chan Tuning, 1),
-		hold:        make(chan bool, 1),
+		// Never more jobs in flight than workers, so a job handed over
+		// never waits for a worker while at most this many are in
+		// flight.
+		work1:     make(chan *job, max(limit, completionBuffer)),
+		limit:     limit,
+		partLimit: partLimit,
+		lanes:     partition.NewLanes[*job](tuning.KeyLimits, cfg.Rule.Ordered),
+		limiters:  partition.NewLimiters(tuning.Rate),
+		now:       time.Now,
+		retune:    make(chan Tuning, 1),
+		hold:      make(chan bool, 1),
 	}
 	r.h.stats = &r.stats
 	r.h.metrics = cfg.Metrics.forRule(cfg.Rule.Name)
@@ -279,6 +286,7 @@ func (r *Runner) tick(commitAt, refreshAt *time.Time) {
 	now := time.Now()
 	if !now.Before(*commitAt) {
 		r.commit(nil)
+		r.trimWorkers()
 		*commitAt = now.Add(r.cfg.CommitInterval)
 	}
 	if r.cfg.Resolve != nil && !now.Before(*refreshAt) {
@@ -482,6 +490,7 @@ func (r *Runner) shutdown() error {
 	}
 	r.drainCompletions()
 	r.commit(nil)
+	close(r.work1) // workers whose jobs were abandoned end when those do
 	err := r.cfg.Source.Close()
 	r.cfg.Log.Info().Int64("done", r.stats.Finished()).Msg("stopped")
 	if err != nil {

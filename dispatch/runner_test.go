@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"fmt"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -420,4 +421,56 @@ func TestPartitionConcurrency(t *testing.T) {
 	if got := r.Stats().Cancelled.Load(); got != 2 {
 		t.Errorf("abandoned %d slow events at shutdown, want the 2 partition_concurrency allowed in flight", got)
 	}
+}
+
+// TestRunnerWorkers: a worker per job in flight at the busiest moment,
+// reused for later jobs; the idle ones are retired at the following
+// commits, and none is left once Run has returned.
+func TestRunnerWorkers(t *testing.T) {
+	src := newFakeSource()
+	tp := TopicPartition{Topic: "jobs", Partition: 0}
+	for i := range 8 {
+		src.add(tp, jobJSON(fmt.Sprint(i)))
+	}
+	snd := newGateSender()
+	r := NewRunner(RunnerConfig{
+		Rule: testRule(t, 8), Topics: []string{"jobs"}, Source: src, Sender: snd,
+		CommitInterval: time.Millisecond, Log: zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	for range 8 {
+		<-snd.started
+	}
+	if n := countWorkers(); n != 8 {
+		t.Errorf("%d workers with 8 jobs in flight, want 8", n)
+	}
+	for i := range 8 {
+		snd.gate(fmt.Sprint(i)) <- 200
+	}
+	waitUntil(t, "idle workers retired", func() bool { return countWorkers() == 0 })
+	// A later job gets a worker again.
+	src.add(tp, jobJSON("8"))
+	<-snd.started
+	if n := countWorkers(); n != 1 {
+		t.Errorf("%d workers for one job, want 1", n)
+	}
+	snd.gate("8") <- 200
+	waitUntil(t, "all done", func() bool { return r.Stats().Done.Load() == 9 })
+	src.add(tp, jobJSON("9"))
+	<-snd.started
+	cancel() // 9 is in flight
+	snd.gate("9") <- 200
+	if err := <-errc; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	waitUntil(t, "no worker after Run", func() bool { return countWorkers() == 0 })
+}
+
+// countWorkers counts the goroutines running Runner.work.
+func countWorkers() int {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	return strings.Count(b.String(), "dispatch.(*Runner).work(")
 }

@@ -98,15 +98,46 @@ func (r *Runner) start() {
 		}
 		j.p.inflight++
 		r.inflight++
+		r.peak = max(r.peak, r.inflight)
 		r.stats.InFlight.Add(1)
+		if r.inflight <= r.workers {
+			select {
+			case r.work1 <- j:
+				continue
+			default:
+				// Every slot of the hand-over is taken (concurrency
+				// was raised live past it): one more worker.
+			}
+		}
+		r.workers++
 		go r.work(j)
 	}
 }
 
-// work runs one pass of a job on its own goroutine and reports back.
+// work is a worker: it runs one pass of j, then of each job it is handed,
+// reporting each back, until it is handed nil or the channel closes.
+// Workers outlive their jobs so that their stacks, grown once by the HTTP
+// exchange, are not grown again for every job.
 func (r *Runner) work(j *job) {
-	out := r.h.handle(r.workCtx, j)
-	r.completions <- completion{j: j, out: out}
+	for ; j != nil; j = <-r.work1 {
+		out := r.h.handle(r.workCtx, j)
+		r.completions <- completion{j: j, out: out}
+	}
+}
+
+// trimWorkers retires the workers that were idle since the last trim:
+// there are never fewer workers than jobs in flight, and only as many
+// more as the busiest moment since then needed.
+func (r *Runner) trimWorkers() {
+	for keep := max(r.peak, r.inflight); r.workers > keep; r.workers-- {
+		select {
+		case r.work1 <- nil:
+		default:
+			r.peak = r.inflight
+			return // the hand-over is full: retire them next time
+		}
+	}
+	r.peak = r.inflight
 }
 
 func (r *Runner) drainCompletions() {
