@@ -2,6 +2,7 @@ package dedupe
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -22,19 +23,32 @@ type MemoryOptions struct {
 
 // Memory is an in-process Store for a service without Redis. It is safe
 // for concurrent use; entries expire lazily against the now of each call.
+//
+// Entries are keyed by a 128-bit hash of their strings, not the strings:
+// an entry costs about 40 bytes whatever the ids' length, and holds no
+// reference into the event it came from (whose decoded strings share one
+// copy of the whole event). Two different ids collide with a probability
+// of about n²/2¹²⁹ for n entries, 10⁻²⁷ at the default bound.
 type Memory struct {
 	claimTTL time.Duration
 	max      int
+	seeds    [2]maphash.Seed
 
 	mu    sync.Mutex
 	seq   uint64
-	ids   map[idKey]idEntry
-	sha1s map[nsKey]mark
-	roots map[nsKey]mark
+	ids   map[key]idEntry
+	sha1s map[key]mark
+	roots map[key]mark
 }
 
-type idKey struct{ ns, domain, id string }
-type nsKey struct{ ns, k string }
+// key identifies an entry: the hash of its namespace and strings.
+type key [2]uint64
+
+// key hashes a namespace and one or two strings.
+func (m *Memory) key(ns, a, b string) key {
+	v := struct{ ns, a, b string }{ns, a, b}
+	return key{maphash.Comparable(m.seeds[0], v), maphash.Comparable(m.seeds[1], v)}
+}
 
 // idEntry is a claim (seq != 0) or a done mark (seq == 0).
 type idEntry struct {
@@ -60,9 +74,10 @@ func NewMemoryWith(o MemoryOptions) *Memory {
 	return &Memory{
 		claimTTL: o.ClaimTTL,
 		max:      o.MaxEntries,
-		ids:      make(map[idKey]idEntry),
-		sha1s:    make(map[nsKey]mark),
-		roots:    make(map[nsKey]mark),
+		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		ids:      make(map[key]idEntry),
+		sha1s:    make(map[key]mark),
+		roots:    make(map[key]mark),
 	}
 }
 
@@ -78,7 +93,7 @@ func (m *Memory) len() int { return len(m.ids) + len(m.sha1s) + len(m.roots) }
 // Claim implements Store. It never fails.
 func (m *Memory) Claim(_ context.Context, j Job, now time.Time) (Result, *Claim, error) {
 	t := now.UnixNano()
-	ik := idKey{j.Namespace, j.Domain, j.ID}
+	ik := m.key(j.Namespace, j.Domain, j.ID)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.ids[ik]; ok {
@@ -92,12 +107,12 @@ func (m *Memory) Claim(_ context.Context, j Job, now time.Time) (Result, *Claim,
 		}
 	}
 	if j.hasSHA1() {
-		if p, ok := m.live(m.sha1s, nsKey{j.Namespace, j.SHA1}, t); ok && p > j.sha1Ref().Add(-SHA1Slack).UnixNano() {
+		if p, ok := m.live(m.sha1s, m.key(j.Namespace, j.SHA1, ""), t); ok && p > j.sha1Ref().Add(-SHA1Slack).UnixNano() {
 			return DuplicateSHA1, nil, nil
 		}
 	}
 	if j.hasRoot() {
-		if r, ok := m.live(m.roots, nsKey{j.Namespace, j.RootSignature}, t); ok && r > j.RootDT.UnixNano() {
+		if r, ok := m.live(m.roots, m.key(j.Namespace, j.RootSignature, ""), t); ok && r > j.RootDT.UnixNano() {
 			return DuplicateRoot, nil, nil
 		}
 	}
@@ -109,7 +124,7 @@ func (m *Memory) Claim(_ context.Context, j Job, now time.Time) (Result, *Claim,
 
 // live returns the time held under k unless it has expired (and then
 // drops it).
-func (m *Memory) live(tab map[nsKey]mark, k nsKey, t int64) (int64, bool) {
+func (m *Memory) live(tab map[key]mark, k key, t int64) (int64, bool) {
 	e, ok := tab[k]
 	if !ok {
 		return 0, false
@@ -131,18 +146,18 @@ func (m *Memory) Confirm(_ context.Context, c *Claim, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.makeRoom(t)
-	m.ids[idKey{j.Namespace, j.Domain, j.ID}] = idEntry{exp: now.Add(IDTTL).UnixNano()}
+	m.ids[m.key(j.Namespace, j.Domain, j.ID)] = idEntry{exp: now.Add(IDTTL).UnixNano()}
 	if j.hasSHA1() {
-		m.raise(m.sha1s, nsKey{j.Namespace, j.SHA1}, c.at.UnixNano(), now.Add(SHA1TTL).UnixNano(), t)
+		m.raise(m.sha1s, m.key(j.Namespace, j.SHA1, ""), c.at.UnixNano(), now.Add(SHA1TTL).UnixNano(), t)
 	}
 	if j.hasRoot() {
-		m.raise(m.roots, nsKey{j.Namespace, j.RootSignature}, j.RootDT.UnixNano(), now.Add(RootTTL).UnixNano(), t)
+		m.raise(m.roots, m.key(j.Namespace, j.RootSignature, ""), j.RootDT.UnixNano(), now.Add(RootTTL).UnixNano(), t)
 	}
 	return nil
 }
 
 // raise stores v under k unless a live mark holds a later time.
-func (m *Memory) raise(tab map[nsKey]mark, k nsKey, v, exp, t int64) {
+func (m *Memory) raise(tab map[key]mark, k key, v, exp, t int64) {
 	if old, ok := m.live(tab, k, t); ok && old > v {
 		return
 	}
@@ -154,7 +169,7 @@ func (m *Memory) Release(_ context.Context, c *Claim) error {
 	if c == nil {
 		return nil
 	}
-	k := idKey{c.job.Namespace, c.job.Domain, c.job.ID}
+	k := m.key(c.job.Namespace, c.job.Domain, c.job.ID)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.ids[k]; ok && e.seq == c.seq {
@@ -200,7 +215,7 @@ func (m *Memory) makeRoom(t int64) {
 	}
 }
 
-func sweep(tab map[nsKey]mark, t int64) {
+func sweep(tab map[key]mark, t int64) {
 	for k, e := range tab {
 		if e.exp <= t {
 			delete(tab, k)
@@ -208,7 +223,7 @@ func sweep(tab map[nsKey]mark, t int64) {
 	}
 }
 
-func evict(tab map[nsKey]mark, m *Memory, target int) {
+func evict(tab map[key]mark, m *Memory, target int) {
 	for k := range tab {
 		if m.len() <= target {
 			return

@@ -22,9 +22,35 @@ func configMap(defaults map[string]string, layers []map[string]string, forced ma
 	for k, v := range forced {
 		cm[k] = v
 	}
-	// librdkafka's log lines come to us over a channel (forwardLogs).
+	// librdkafka's log lines come to us over a channel (forwardLogs), a
+	// small one of ours: the binding would make one of 10,000 events
+	// (800 KB) for every client. The client's Close is followed by
+	// closeLogs, since the binding does not close a channel it was given.
 	cm["go.logs.channel.enable"] = true
+	cm["go.logs.channel"] = make(chan ck.LogEvent, logChannelSize)
 	return &cm
+}
+
+// logChannelSize is the capacity of each client's log channel.
+const logChannelSize = 64
+
+// closeLogs ends a closed client's forwardLogs.
+func closeLogs(ch chan ck.LogEvent) {
+	if ch != nil {
+		close(ch)
+	}
+}
+
+// boundProducerChannels sizes the producer binding's Go channels unless
+// the configuration does: its defaults of a million entries each cost
+// 24 MB per producer. Delivery reports are read as they come (the report
+// goroutine), and messages are handed over by Produce, not the channel.
+func boundProducerChannels(cm *ck.ConfigMap) {
+	for k, v := range map[string]int{"go.events.channel.size": 10000, "go.produce.channel.size": 0} {
+		if _, ok := (*cm)[k]; !ok {
+			(*cm)[k] = v
+		}
+	}
 }
 
 // forwardLogs writes librdkafka's log lines to log until the channel closes

@@ -41,6 +41,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	cm := configMap(producerDefaults, cfg.Properties, map[string]string{
 		"bootstrap.servers": cfg.Brokers,
 	})
+	boundProducerChannels(cm)
 	p, err := ck.NewProducer(cm)
 	if err != nil {
 		return nil, fmt.Errorf("new producer: %w", err)
@@ -109,5 +110,6 @@ func (p *Producer) Close(timeout time.Duration) {
 		p.log.Warn().Int("unsent", n).Msg("producer closed with messages unsent")
 	}
 	p.p.Close()
+	closeLogs(p.p.Logs())
 	<-p.done
 }

@@ -86,6 +86,7 @@ func ReadTopic(ctx context.Context, cfg ReaderConfig, fn func(dispatch.Message) 
 		if err := c.Close(); err != nil {
 			log.Warn().Err(err).Msg("close reader")
 		}
+		closeLogs(c.Logs())
 	}()
 
 	ends, err := assignAll(ctx, c, topic, timeout)

@@ -71,6 +71,7 @@ func NewTxn(ctx context.Context, cfg TxnConfig) (*Txn, error) {
 		"enable.idempotence": "true",
 		"acks":               "all",
 	})
+	boundProducerChannels(cm)
 	p, err := ck.NewProducer(cm)
 	if err != nil {
 		_ = c.Close()
@@ -275,6 +276,7 @@ func (t *Txn) Close() error {
 		t.adm.Close()
 	}
 	t.p.Close()
+	closeLogs(t.p.Logs())
 	<-t.done
 	return err
 }
