@@ -115,7 +115,8 @@ type part struct {
 	delayed   int // jobs of this partition in the delay queue
 	blocked   int // of which waiting for an open breaker
 	paused    bool
-	committed int64         // last offset committed by this runner, -1 before
+	committed int64         // last offset committed synchronously by this runner, -1 before
+	stored    int64         // last offset handed to the Source for a background commit, -1 before
 	consumed  *atomic.Int64 // messages read from the topic (shared by its partitions)
 	revoking  bool          // being revoked: nothing more starts
 	gone      bool          // revoked: late completions are ignored
@@ -285,7 +286,7 @@ const holdPoll = 250 * time.Millisecond
 func (r *Runner) tick(commitAt, refreshAt *time.Time) {
 	now := time.Now()
 	if !now.Before(*commitAt) {
-		r.commit(nil)
+		r.store()
 		r.trimWorkers()
 		*commitAt = now.Add(r.cfg.CommitInterval)
 	}
@@ -332,21 +333,35 @@ func (r *Runner) subscribe(topics []string) error {
 // Subscribed reports whether the rule has subscribed (its topics resolved).
 func (r *Runner) Subscribed() bool { return r.ready.Load() }
 
-// commit commits, for the given partitions (all when nil), the end of the
-// run of finished events where it moved since the last commit.
+// store hands the Source, for every partition where it moved, the end of
+// the run of finished events, to commit in the background: the poll
+// goroutine never waits for the broker on its way. Then it publishes a
+// snapshot for metrics and /v1/rules.
+func (r *Runner) store() {
+	offs, moved := r.committable(r.order, func(p *part) int64 { return max(p.stored, p.committed) })
+	if len(offs) > 0 {
+		if err := r.cfg.Source.Store(offs); err != nil {
+			// A partition being revoked (its offsets are committed on
+			// the revoke), a rebalance in progress: stored next time.
+			r.cfg.Log.Warn().Err(err).Int("partitions", len(offs)).Msg("store offsets")
+		} else {
+			for i, p := range moved {
+				p.stored = offs[i].Offset
+			}
+		}
+	}
+	r.takeSnapshot()
+}
+
+// commit synchronously commits, for the given partitions (all when nil),
+// the end of the run of finished events where it moved since the last
+// synchronous commit: on a revoke and at shutdown, so that nothing
+// finished is left to a background commit when the partitions go.
 func (r *Runner) commit(only []*part) {
 	if only == nil {
 		only = r.order
 	}
-	var offs []Offset
-	var moved []*part
-	for _, p := range only {
-		c := p.track.committable()
-		if c >= 0 && c > p.committed {
-			offs = append(offs, Offset{TopicPartition: p.tp, Offset: c})
-			moved = append(moved, p)
-		}
-	}
+	offs, moved := r.committable(only, func(p *part) int64 { return p.committed })
 	if len(offs) > 0 {
 		if err := r.cfg.Source.Commit(offs); err != nil {
 			// Expected during a rebalance (e.g. ILLEGAL_GENERATION); the
@@ -356,6 +371,7 @@ func (r *Runner) commit(only []*part) {
 		} else {
 			for i, p := range moved {
 				p.committed = offs[i].Offset
+				p.stored = max(p.stored, p.committed)
 			}
 		}
 	}
@@ -364,16 +380,30 @@ func (r *Runner) commit(only []*part) {
 	}
 }
 
+// committable lists the partitions of ps whose run of finished events
+// ends past since(p), with that end.
+func (r *Runner) committable(ps []*part, since func(*part) int64) ([]Offset, []*part) {
+	var offs []Offset
+	var moved []*part
+	for _, p := range ps {
+		if c := p.track.committable(); c >= 0 && c > since(p) {
+			offs = append(offs, Offset{TopicPartition: p.tp, Offset: c})
+			moved = append(moved, p)
+		}
+	}
+	return offs, moved
+}
+
 // takeSnapshot publishes the partitions' state for metrics and /v1/rules.
 func (r *Runner) takeSnapshot() {
 	snap := make([]PartitionState, 0, len(r.order))
 	var lag int64
 	for _, p := range r.order {
-		s := PartitionState{TopicPartition: p.tp, Committed: p.committed, InFlight: p.inflight, Paused: p.paused}
+		s := PartitionState{TopicPartition: p.tp, Committed: max(p.stored, p.committed), InFlight: p.inflight, Paused: p.paused}
 		if high, ok := r.cfg.Source.HighWatermark(p.tp); ok {
 			pos := p.track.committable()
 			if pos < 0 {
-				pos = p.committed
+				pos = max(p.stored, p.committed)
 			}
 			if pos >= 0 && high > pos {
 				s.Lag = high - pos
@@ -392,7 +422,7 @@ func (r *Runner) Assigned(tps []TopicPartition) {
 		if r.parts[tp] != nil {
 			continue
 		}
-		p := &part{tp: tp, track: newOffsetTracker(), committed: -1, consumed: r.topicCounter(tp.Topic)}
+		p := &part{tp: tp, track: newOffsetTracker(), committed: -1, stored: -1, consumed: r.topicCounter(tp.Topic)}
 		r.parts[tp] = p
 		r.order = append(r.order, p)
 	}

@@ -122,6 +122,9 @@ func (f *fakeSource) Commit(offs []Offset) error {
 	return nil
 }
 
+// Store commits at once, like a Source without background commits.
+func (f *fakeSource) Store(offs []Offset) error { return f.Commit(offs) }
+
 func (f *fakeSource) HighWatermark(tp TopicPartition) (int64, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

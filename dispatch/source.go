@@ -53,6 +53,12 @@ type Source interface {
 	Resume(tps []TopicPartition) error
 	// Commit synchronously commits the given offsets.
 	Commit(offsets []Offset) error
+	// Store hands offsets to the client to commit in the background: it
+	// returns without waiting for the broker. A Source without background
+	// commits commits them synchronously. Offsets stored and not yet
+	// committed when a partition is revoked or the Source closes are
+	// committed then.
+	Store(offsets []Offset) error
 	// HighWatermark returns the last known end offset of a partition without
 	// a network round trip; ok is false when it is not known yet.
 	HighWatermark(tp TopicPartition) (high int64, ok bool)

@@ -65,10 +65,11 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 		}
 		group := cfg.ServiceName + "-" + r.Name
 		src, err := kafka.NewConsumer(kafka.ConsumerConfig{
-			Brokers:    cfg.Kafka.Brokers,
-			GroupID:    group,
-			Properties: []map[string]string{cfg.Kafka.Consumer, r.Consumer},
-			Log:        log.With().Str("rule", r.Name).Logger(),
+			Brokers:        cfg.Kafka.Brokers,
+			GroupID:        group,
+			Properties:     []map[string]string{cfg.Kafka.Consumer, r.Consumer},
+			CommitInterval: cfg.Kafka.CommitInterval,
+			Log:            log.With().Str("rule", r.Name).Logger(),
 		})
 		if err != nil {
 			s.closeUnstarted()

@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +20,13 @@ type ConsumerConfig struct {
 	// Properties are librdkafka properties applied in order over the
 	// defaults (e.g. the config's kafka.consumer, then the rule's consumer).
 	Properties []map[string]string
-	Log        zerolog.Logger
+	// CommitInterval, when set, makes Store hand offsets to librdkafka,
+	// which commits them in the background this often (and on a revoke
+	// and Close). Zero means no background commits: Store commits
+	// synchronously, and a transactional consumer commits through its
+	// producer.
+	CommitInterval time.Duration
+	Log            zerolog.Logger
 }
 
 // consumerDefaults may be overridden by configuration.
@@ -54,29 +61,37 @@ var consumerDefaults = map[string]string{
 // Consumer is a dispatch.Source over a librdkafka consumer. Like the Source
 // contract says, it is used from one goroutine only.
 type Consumer struct {
-	c      *ck.Consumer
-	rl     dispatch.RebalanceListener
-	log    zerolog.Logger
-	tps    []ck.TopicPartition // scratch for Pause/Resume/Commit
-	closed bool
+	c          *ck.Consumer
+	rl         dispatch.RebalanceListener
+	log        zerolog.Logger
+	tps        []ck.TopicPartition // scratch for Pause/Resume/Commit
+	closed     bool
+	background bool // librdkafka commits stored offsets (CommitInterval)
 }
 
 // NewConsumer creates the client; it joins the group on Subscribe.
 func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
-	cm := configMap(consumerDefaults, cfg.Properties, map[string]string{
+	forced := map[string]string{
 		"bootstrap.servers": cfg.Brokers,
 		"group.id":          cfg.GroupID,
-		// Offsets are committed by dispatch, only up to finished events.
+		// Only offsets that dispatch stores, those up to finished events,
+		// are committed: by dispatch itself, or by librdkafka's background
+		// commit of the stored offsets.
 		"enable.auto.commit":       "false",
 		"enable.auto.offset.store": "false",
-	})
+	}
+	if cfg.CommitInterval > 0 {
+		forced["enable.auto.commit"] = "true"
+		forced["auto.commit.interval.ms"] = strconv.FormatInt(max(cfg.CommitInterval.Milliseconds(), 1), 10)
+	}
+	cm := configMap(consumerDefaults, cfg.Properties, forced)
 	c, err := ck.NewConsumer(cm)
 	if err != nil {
 		return nil, fmt.Errorf("new consumer for group %s: %w", cfg.GroupID, err)
 	}
 	log := cfg.Log.With().Str("group", cfg.GroupID).Logger()
 	go forwardLogs(log, c.Logs())
-	return &Consumer{c: c, log: log}, nil
+	return &Consumer{c: c, log: log, background: cfg.CommitInterval > 0}, nil
 }
 
 // Subscribe implements dispatch.Source.
@@ -156,20 +171,53 @@ func (c *Consumer) Resume(tps []dispatch.TopicPartition) error {
 }
 
 // Commit implements dispatch.Source: a synchronous commit that fails if any
-// partition's commit failed.
+// partition's commit failed. With background commits the offsets are
+// stored first: librdkafka commits the stored offsets again when the
+// client closes, and must not put an older one back.
 func (c *Consumer) Commit(offsets []dispatch.Offset) error {
-	list := make([]ck.TopicPartition, len(offsets))
-	for i, o := range offsets {
-		t := o.Topic
-		list[i] = ck.TopicPartition{Topic: &t, Partition: o.Partition, Offset: ck.Offset(o.Offset)}
+	list := offsetList(offsets)
+	if c.background {
+		if res, err := c.c.StoreOffsets(list); err != nil {
+			return fmt.Errorf("store offsets of %d partitions: %w", len(offsets), err)
+		} else if err := firstError("store offset", res); err != nil {
+			return err
+		}
 	}
 	res, err := c.c.CommitOffsets(list)
 	if err != nil {
 		return fmt.Errorf("commit %d partitions: %w", len(offsets), err)
 	}
+	return firstError("commit", res)
+}
+
+// Store implements dispatch.Source: with a CommitInterval the offsets are
+// stored in the client, which commits them in the background; without,
+// they are committed at once.
+func (c *Consumer) Store(offsets []dispatch.Offset) error {
+	if !c.background {
+		return c.Commit(offsets)
+	}
+	res, err := c.c.StoreOffsets(offsetList(offsets))
+	if err != nil {
+		return fmt.Errorf("store offsets of %d partitions: %w", len(offsets), err)
+	}
+	return firstError("store offset", res)
+}
+
+func offsetList(offsets []dispatch.Offset) []ck.TopicPartition {
+	list := make([]ck.TopicPartition, len(offsets))
+	for i, o := range offsets {
+		t := o.Topic
+		list[i] = ck.TopicPartition{Topic: &t, Partition: o.Partition, Offset: ck.Offset(o.Offset)}
+	}
+	return list
+}
+
+// firstError returns the first partition's error of a commit or store.
+func firstError(op string, res []ck.TopicPartition) error {
 	for _, tp := range res {
 		if tp.Error != nil {
-			return fmt.Errorf("commit %s/%d at %d: %w", topicName(tp), tp.Partition, tp.Offset, tp.Error)
+			return fmt.Errorf("%s %s/%d at %d: %w", op, topicName(tp), tp.Partition, tp.Offset, tp.Error)
 		}
 	}
 	return nil

@@ -34,10 +34,11 @@ func newProducer(t *testing.T, cfg *rules.Config) *kafka.Producer {
 func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule, opts ...func(*dispatch.RunnerConfig)) (*dispatch.Runner, func() error) {
 	t.Helper()
 	src, err := kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers:    cfg.Kafka.Brokers,
-		GroupID:    cfg.ServiceName + "-" + r.Name,
-		Properties: []map[string]string{cfg.Kafka.Consumer, r.Consumer},
-		Log:        zerolog.Nop(),
+		Brokers:        cfg.Kafka.Brokers,
+		GroupID:        cfg.ServiceName + "-" + r.Name,
+		Properties:     []map[string]string{cfg.Kafka.Consumer, r.Consumer},
+		CommitInterval: cfg.Kafka.CommitInterval,
+		Log:            zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)

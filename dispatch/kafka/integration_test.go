@@ -151,3 +151,38 @@ func metaField(t *testing.T, event []byte, key string) string {
 	s, _ := ev.Meta[key].(string)
 	return s
 }
+
+// TestCommitsInTheBackground: while the rule runs, the offsets of finished
+// events reach the group within a few commit intervals, committed by the
+// client in the background (the poll loop only stores them), with no
+// revoke or shutdown to force them out.
+func TestCommitsInTheBackground(t *testing.T) {
+	const topic, n = "mediawiki.job.refreshLinks", 2000
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Topics: map[string]int{topic: 2}})
+	jr := testkit.NewJobRunner(t, testkit.JobRunnerOptions{})
+	gen := testkit.NewJobGen(7)
+	recs := make([]testkit.Record, n)
+	for i := range recs {
+		recs[i] = testkit.Record{Topic: topic, Partition: int32(i % 2), Value: gen.NextOfType("refreshLinks")}
+	}
+	if err := cluster.Produce(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := rules.Load(fmt.Appendf(nil, ruleYAML, cluster.Addr(), 20, jr.URL()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop := startRunner(t, cfg, cfg.Rules[0])
+	if err := jr.WaitFor(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the group's offsets at the end while running", func() bool {
+		c, err := cluster.Committed(ctx, "cpjobqueue-refreshLinks", topic)
+		return err == nil && c[0] == n/2 && c[1] == n/2
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
