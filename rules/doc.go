@@ -18,7 +18,7 @@
 //		return err // every problem, joined
 //	}
 //	for _, r := range cfg.Rules {
-//		// subscribe to cfg.Topic(t.Name) for t in r.Topics ...
+//		// subscribe to cfg.ConsumeTopic(t.Name) for t in r.Topics ...
 //	}
 //
 //	ev, err := rules.ParseEvent(msg.Value) // ErrNotJSON, ErrNoMeta: error topic
