@@ -23,7 +23,8 @@ type Sender interface {
 type Response struct {
 	Status int
 	Header http.Header
-	// Body holds at most the first MaxBodyExcerpt bytes of the response.
+	// Body holds at most the first MaxBodyExcerpt bytes of the response
+	// (the request's ResponseLimit when it sets one).
 	Body []byte
 }
 
@@ -100,7 +101,11 @@ func (s *HTTPSender) Send(ctx context.Context, req *rules.Request) (*Response, e
 		return nil, err
 	}
 	defer resp.Body.Close()
-	excerpt, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyExcerpt))
+	limit := int64(MaxBodyExcerpt)
+	if req.ResponseLimit > 0 {
+		limit = int64(req.ResponseLimit)
+	}
+	excerpt, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err == nil {
 		// Drain (bounded) so that the connection can be reused.
 		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
