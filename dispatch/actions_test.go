@@ -74,7 +74,7 @@ func (s *scriptSender) sent() []rules.Request {
 
 // actionHandler is the handler of the only rule of cfgYAML, wired as a
 // Runner wires it.
-func actionHandler(t *testing.T, cfgYAML string, snd Sender, p Producer, store dedupe.Store) *handler {
+func actionHandler(t testing.TB, cfgYAML string, snd Sender, p Producer, store dedupe.Store) *handler {
 	t.Helper()
 	cfg, err := rules.Load([]byte(cfgYAML), nil)
 	if err != nil {
@@ -432,5 +432,36 @@ rules:
 	want := []string{"codfw.mediawiki.revision-create", "eqiad.cp.retry.mediawiki.revision-create", "eqiad.cp.continue.deps"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("subscription %v, want %v", got, want)
+	}
+}
+
+// BenchmarkFanoutStep is one fanout step without I/O: a 500-title API
+// answer (made once) read, 500 events and a continuation event built and
+// handed to a producer that acknowledges at once.
+func BenchmarkFanoutStep(b *testing.B) {
+	page, err := apiPages(1000, func(*rules.Request) *Response { return nil })(&rules.Request{URI: "http://api/?eilimit=500"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	snd := &scriptSender{answer: func(*rules.Request) (*Response, error) { return page, nil }}
+	cfg := strings.Replace(fanoutRule, "limit: 2", "limit: 500", 1)
+	p := &recordingProducer{}
+	h := actionHandler(b, cfg, snd, p, nil)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		j := &job{msg: &Message{TopicPartition: TopicPartition{Topic: "eqiad.mediawiki.revision-create"}, Value: []byte(edit)}}
+		if next, _ := h.classify(j, time.Now()); next != nextRun {
+			b.Fatal("not run")
+		}
+		if out := h.handle(ctx, j); out != outcomeDone {
+			b.Fatalf("outcome %v", out)
+		}
+		p.mu.Lock()
+		p.msgs = p.msgs[:0]
+		p.mu.Unlock()
+		snd.mu.Lock()
+		snd.reqs = snd.reqs[:0]
+		snd.mu.Unlock()
 	}
 }
