@@ -10,8 +10,13 @@
 // waiting. Events that wait (retries not yet due, delayed jobs, rate
 // limits, open breakers) sit in a delay queue and hold no slot. When the
 // rule is busy it stops taking messages but keeps polling, so the group
-// never sees it as stuck. A Repartitioner forwards a partitioner rule's
-// events exactly once, in Kafka transactions.
+// never sees it as stuck. Besides HTTP requests, a rule's action may
+// produce events (an exec kafka:///<stream>) or expand an event into the
+// events of the pages depending on it, one Action API page per pass, with
+// a continuation event the rule reads back for the next page (fanout.go);
+// either way the source event is finished only once what it wrote is
+// acknowledged. A Repartitioner forwards a partitioner rule's events
+// exactly once, in Kafka transactions.
 //
 // It does not know librdkafka (package dispatch/kafka adapts it to Source)
 // and does not parse configuration (package rules compiles it).

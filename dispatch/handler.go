@@ -57,6 +57,8 @@ type handler struct {
 	allowHost   func(hostport string) bool // nil: every host
 	log         zerolog.Logger
 	now         func() time.Time
+
+	continueTopic string // a fanout rule's continuation topic (fanout.go); "" for other rules
 }
 
 // next is what the poll loop does with a job it classified.
@@ -75,6 +77,8 @@ func (h *handler) classify(j *job, now time.Time) (next, outcome) {
 	var err error
 	if strings.HasPrefix(j.msg.Topic, h.retryPrefix) {
 		skip, err = h.readRetry(j)
+	} else if h.continueTopic != "" && j.msg.Topic == h.continueTopic {
+		skip, err = h.readContinue(j)
 	} else {
 		j.ev, err = rules.ParseEvent(j.msg.Value)
 	}
@@ -197,20 +201,9 @@ func (h *handler) run(ctx context.Context, j *job) outcome {
 	}
 	var claim *dedupe.Claim
 	if h.dedupe != nil && j.retry == nil {
-		res, c, err := h.dedupe.Claim(ctx, h.dedupeJob(j), now)
-		if err != nil {
-			h.stats.DedupeUnavailable.Add(1)
-			h.logJob(zerolog.WarnLevel, j).Err(err).Msg("dedupe store unavailable: running the job")
-		}
-		switch {
-		case res.Duplicate():
-			return outcomeDedupe
-		case res == dedupe.Busy:
-			// Another copy holds a live claim: ask again later, without
-			// holding a slot. It ends as a duplicate or, if that copy
-			// failed or died, runs.
-			j.due = now.Add(busyRecheck)
-			return outcomeDelayed
+		c, out, ok := h.claim(ctx, j, h.dedupeJob(j), now)
+		if !ok {
+			return out
 		}
 		claim = c
 	}
@@ -219,19 +212,7 @@ func (h *handler) run(ctx context.Context, j *job) outcome {
 	}
 	out := h.send(ctx, j)
 	h.metrics.observeDuration(h.now().Sub(now))
-	if claim != nil {
-		var err error
-		// Not the job's context: a shutdown must not leave a done job
-		// unmarked (the store bounds the call).
-		if out == outcomeDone || out == outcomeIgnored {
-			err = h.dedupe.Confirm(context.WithoutCancel(ctx), claim, h.now())
-		} else {
-			err = h.dedupe.Release(context.WithoutCancel(ctx), claim)
-		}
-		if err != nil {
-			h.logJob(zerolog.WarnLevel, j).Err(err).Msg("dedupe store: mark not written")
-		}
-	}
+	h.settle(ctx, j, claim, out)
 	if (out == outcomeRetry || out == outcomeError) && h.limiter != nil {
 		for _, key := range h.blacklistKeys(j) {
 			if err := h.limiter.Failure(ctx, key, h.now()); err != nil {
@@ -328,8 +309,14 @@ func pageTitle(ev *rules.Event) string {
 // send sends the job's requests in order; the first failure decides. A
 // request whose destination's breaker is open is not sent: the job waits
 // for the breaker (outcomeDelayed, blocked), or, with a per-key breaker,
-// is parked on the retry topic without using up a retry.
+// is parked on the retry topic without using up a retry. An exec that
+// produces events (kafka:///) produces them and waits for their
+// acknowledgement before the next request. A fanout rule runs its own
+// action (fanout.go).
 func (h *handler) send(ctx context.Context, j *job) outcome {
+	if h.rule.Fanout != nil {
+		return h.fanout(ctx, j)
+	}
 	reqs, err := j.match.Requests(j.ev)
 	if err != nil {
 		return h.toErrorTopic(ctx, j, failure{message: "expand request: " + err.Error(), attempts: h.attempt(j)})
@@ -339,60 +326,79 @@ func (h *handler) send(ctx context.Context, j *job) outcome {
 	result := outcomeDone
 	for i := range reqs {
 		req := &reqs[i]
-		h.addHeaders(req, requestID, triggeredBy)
-		if reason := h.outbound(req); reason != "" {
-			return h.toErrorTopic(ctx, j, failure{message: reason, attempts: h.attempt(j)})
-		}
-		dest, done, wait := h.allow(j, req)
-		if wait {
-			return h.blocked(ctx, j, dest)
-		}
-		resp, err := h.sender.Send(ctx, req)
-		if err != nil && ctx.Err() != nil {
-			done(false) // our own shutdown says nothing of the destination
-			return outcomeCancelled
-		}
-		if errors.Is(err, ErrInvalidRequest) {
-			done(false) // not sent: the event's fault
-			return h.toErrorTopic(ctx, j, failure{message: "request not sent: " + err.Error(), attempts: h.attempt(j)})
-		}
-		f := failure{attempts: h.attempt(j)}
-		var header func(string) string
-		if resp != nil {
-			f.status, f.header, f.body = resp.Status, resp.Header, resp.Body
-			header = resp.Header.Get
-		}
-		destFailed := breaker.IsFailure(f.status, err)
-		done(destFailed)
-		if resp != nil && (f.status == 429 || f.status == 503) && h.breakers != nil {
-			if until, ok := breaker.ParseRetryAfter(resp.Header.Get("Retry-After"), h.now()); ok {
-				h.breakers.Backoff(dest, until)
-			}
-		}
-		o := h.rule.Classify(f.status, header, err)
-		switch o {
-		case rules.Done:
-			continue
-		case rules.Ignored:
-			result = outcomeIgnored
-			continue
-		}
-		// The destination, not the job, failed: it could not be reached
-		// or dropped the connection, or the breaker has opened on this
-		// failure. The job waits for the destination instead of using up a
-		// retry.
-		if h.breakers != nil && destFailed && (unreachable(err) || h.breakers.State(dest) != breaker.Closed) {
-			return h.blocked(ctx, j, dest)
-		}
-		if err != nil {
-			f.status = rules.NetworkErrorStatus
-			f.message = fmt.Sprintf("%s %s: %v", req.Method, req.URI, err)
+		var out outcome
+		if req.Stream != "" {
+			out = h.produceExec(ctx, j, req, triggeredBy)
 		} else {
-			f.message = fmt.Sprintf("%s %s: status %d", req.Method, req.URI, f.status)
+			h.addHeaders(req, requestID, triggeredBy)
+			_, out = h.exchange(ctx, j, req)
 		}
-		return h.failed(ctx, j, o, f)
+		switch out {
+		case outcomeDone:
+		case outcomeIgnored:
+			result = outcomeIgnored
+		default:
+			return out
+		}
 	}
 	return result
+}
+
+// exchange sends one request through its destination's breaker and
+// classifies the answer. It returns the response with outcomeDone or
+// outcomeIgnored, or else what became of the job: blocked (waiting for the
+// destination), a retry or error event, or cancelled by shutdown.
+func (h *handler) exchange(ctx context.Context, j *job, req *rules.Request) (*Response, outcome) {
+	if reason := h.outbound(req); reason != "" {
+		return nil, h.toErrorTopic(ctx, j, failure{message: reason, attempts: h.attempt(j)})
+	}
+	dest, done, wait := h.allow(j, req)
+	if wait {
+		return nil, h.blocked(ctx, j, dest)
+	}
+	resp, err := h.sender.Send(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		done(false) // our own shutdown says nothing of the destination
+		return nil, outcomeCancelled
+	}
+	if errors.Is(err, ErrInvalidRequest) {
+		done(false) // not sent: the event's fault
+		return nil, h.toErrorTopic(ctx, j, failure{message: "request not sent: " + err.Error(), attempts: h.attempt(j)})
+	}
+	f := failure{attempts: h.attempt(j)}
+	var header func(string) string
+	if resp != nil {
+		f.status, f.header, f.body = resp.Status, resp.Header, resp.Body
+		header = resp.Header.Get
+	}
+	destFailed := breaker.IsFailure(f.status, err)
+	done(destFailed)
+	if resp != nil && (f.status == 429 || f.status == 503) && h.breakers != nil {
+		if until, ok := breaker.ParseRetryAfter(resp.Header.Get("Retry-After"), h.now()); ok {
+			h.breakers.Backoff(dest, until)
+		}
+	}
+	o := h.rule.Classify(f.status, header, err)
+	switch o {
+	case rules.Done:
+		return resp, outcomeDone
+	case rules.Ignored:
+		return resp, outcomeIgnored
+	}
+	// The destination, not the job, failed: it could not be reached
+	// or dropped the connection, or the breaker has opened on this
+	// failure. The job waits for the destination instead of using up a
+	// retry.
+	if h.breakers != nil && destFailed && (unreachable(err) || h.breakers.State(dest) != breaker.Closed) {
+		return nil, h.blocked(ctx, j, dest)
+	}
+	if err != nil {
+		f.status = rules.NetworkErrorStatus
+		f.message = fmt.Sprintf("%s %s: %v", req.Method, req.URI, err)
+	} else {
+		f.message = fmt.Sprintf("%s %s: status %d", req.Method, req.URI, f.status)
+	}
+	return nil, h.failed(ctx, j, o, f)
 }
 
 // outbound checks an expanded request against allowed_hosts: the URI's
@@ -517,6 +523,9 @@ func (h *handler) toRetryTopic(ctx context.Context, j *job, left int, delay time
 		ErrorStatus:   f.status,
 		DueAt:         now.Add(delay).UTC(),
 		Attempts:      f.attempts,
+	}
+	if j.retry != nil {
+		r.Continue = j.retry.Continue // a fanout step keeps its place
 	}
 	b, err := json.Marshal(&r)
 	if err != nil {

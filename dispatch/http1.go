@@ -145,7 +145,7 @@ func (c *conn) roundTrip(ctx context.Context, req *rules.Request, path, host str
 	if err != nil {
 		return nil, false, fmt.Errorf("write request: %w", err)
 	}
-	return c.readResponse(req.Method == http.MethodHead)
+	return c.readResponse(req.Method == http.MethodHead, max(req.ResponseLimit, MaxBodyExcerpt))
 }
 
 // aLongTimeAgo is a deadline that has passed: it interrupts a blocked read
@@ -153,9 +153,9 @@ func (c *conn) roundTrip(ctx context.Context, req *rules.Request, path, host str
 var aLongTimeAgo = time.Unix(1, 0)
 
 // readResponse reads the response head (skipping 1xx interim responses)
-// and body: the first MaxBodyExcerpt bytes are kept, the rest up to
+// and body: the first keep bytes are kept, the rest up to
 // MaxResponseBody read and dropped.
-func (c *conn) readResponse(head bool) (*Response, bool, error) {
+func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
 	req := (*http.Request)(nil)
 	if head {
 		req = headRequest
@@ -182,12 +182,22 @@ func (c *conn) readResponse(head bool) (*Response, bool, error) {
 		}
 		// 100 Continue, 103 Early Hints: the answer follows.
 	}
-	max := c.pool.opts.MaxResponseBody
+	max := max(c.pool.opts.MaxResponseBody, int64(keep))
 	c.limit.n = max + int64(c.br.Buffered()) + 1
 	resp := &Response{Status: hr.StatusCode, Header: hr.Header}
-	n, err := readUpTo(hr.Body, c.excerpt[:])
-	if n > 0 {
-		resp.Body = append([]byte(nil), c.excerpt[:n]...)
+	var n int
+	var err error
+	if keep <= len(c.excerpt) {
+		n, err = readUpTo(hr.Body, c.excerpt[:keep])
+		if n > 0 {
+			resp.Body = append([]byte(nil), c.excerpt[:n]...)
+		}
+	} else {
+		// A larger answer to keep (an API response): as large as it is.
+		resp.Body, err = io.ReadAll(io.LimitReader(hr.Body, int64(keep)))
+		if n = len(resp.Body); err == nil && n < keep {
+			err = io.EOF
+		}
 	}
 	complete := false
 	switch {

@@ -55,6 +55,9 @@ type retryEnvelope struct {
 	ErrorStatus   int             `json:"error_status"`
 	DueAt         time.Time       `json:"due_at"`
 	Attempts      int             `json:"attempts"`
+	// Continue is set for a step of a fanout rule after the first: the
+	// Action API's continue token of the page to ask for.
+	Continue map[string]string `json:"continue,omitempty"`
 }
 
 func parseRetry(b []byte) (*retryEnvelope, error) {

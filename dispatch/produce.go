@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -65,7 +66,28 @@ func produceAcked(ctx context.Context, p Producer, log zerolog.Logger, topic str
 func NewEventID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
+	return formatUUID(b, 4)
+}
+
+// derivedEventID returns a name-based (version 5, SHA-1) UUID of parts:
+// the same parts always give the same id, so that an event written again
+// (a fanout page asked for again after a crash) carries the id of its
+// first copy and deduplicates by meta.id.
+func derivedEventID(parts ...string) string {
+	h := sha1.New()
+	h.Write([]byte("changeprop"))
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	var b [16]byte
+	copy(b[:], h.Sum(nil))
+	return formatUUID(b, 5)
+}
+
+// formatUUID sets b's version and variant bits and writes it out.
+func formatUUID(b [16]byte, version byte) string {
+	b[6] = b[6]&0x0f | version<<4
 	b[8] = b[8]&0x3f | 0x80
 	var s [36]byte
 	hex.Encode(s[0:8], b[0:4])
@@ -78,4 +100,52 @@ func NewEventID() string {
 	s[23] = '-'
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
+}
+
+// message is one message to produce.
+type message struct {
+	topic     string
+	partition int32 // < 0: the producer's choice
+	key       []byte
+	value     []byte
+}
+
+// produceAllAcked writes messages, in order, and returns when Kafka
+// acknowledged every one; those that fail are tried again as produceAcked
+// does. It returns an error only when ctx ends first.
+func produceAllAcked(ctx context.Context, p Producer, log zerolog.Logger, msgs []message, observe func(string, error)) error {
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, len(msgs)) // late reports never block
+	for i, m := range msgs {
+		if err := p.ProduceAsync(m.topic, m.partition, m.key, m.value, func(err error) { results <- result{i, err} }); err != nil {
+			results <- result{i, err}
+		}
+	}
+	var failed []int
+	for range msgs {
+		select {
+		case r := <-results:
+			if observe != nil {
+				observe(msgs[r.i].topic, r.err)
+			}
+			if r.err != nil {
+				failed = append(failed, r.i)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("produce to %s: %w", msgs[0].topic, context.Cause(ctx))
+		}
+	}
+	for n, i := range failed {
+		m := msgs[i]
+		if n == 0 {
+			log.Warn().Str("to", m.topic).Int("failed", len(failed)).Msg("produce failed; trying again")
+		}
+		if err := produceAcked(ctx, p, log, m.topic, m.partition, m.key, m.value, observe); err != nil {
+			return err
+		}
+	}
+	return nil
 }

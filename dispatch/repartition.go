@@ -567,7 +567,7 @@ func KeepPartition(partitioned map[string]bool, stream string, m *Message) int32
 // partitioner rule forwards events and never writes retries, so it reads
 // only the topics its rule names.
 func PartitionerSubscription(cfg *rules.Config, r *rules.Rule) func(all []string) []string {
-	names := Names{ServiceName: cfg.ServiceName, DC: cfg.DC}
+	names := NamesFor(cfg)
 	prefix := names.RetryPrefix()
 	sub := Subscription(cfg, r)
 	return func(all []string) []string {

@@ -156,7 +156,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 		cfg: cfg,
 		h: &handler{
 			rule: cfg.Rule, sender: cfg.Sender, producer: cfg.Producer, breakers: cfg.Breakers,
-			names: cfg.Names, retryPrefix: cfg.Names.RetryPrefix(), userAgent: cfg.UserAgent,
+			names: cfg.Names, retryPrefix: cfg.Names.RetryPrefix(), continueTopic: continueTopic(cfg), userAgent: cfg.UserAgent,
 			partitioned: cfg.Partitioned, rateLimited: cfg.Rule.RateLimit != nil, log: log, now: time.Now,
 			dedupe: cfg.Dedupe, limiter: cfg.Limiter, allowHost: cfg.AllowHost,
 		},

@@ -21,7 +21,8 @@ type Sender interface {
 type Response struct {
 	Status int
 	Header http.Header
-	// Body holds at most the first MaxBodyExcerpt bytes of the response.
+	// Body holds at most the first MaxBodyExcerpt bytes of the response
+	// (the request's ResponseLimit when it sets one).
 	Body []byte
 }
 

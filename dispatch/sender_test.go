@@ -66,6 +66,10 @@ func TestHTTPSender(t *testing.T) {
 		if err != nil || len(resp.Body) != MaxBodyExcerpt {
 			t.Fatalf("Send = %d bytes, %v; want %d", len(resp.Body), err, MaxBodyExcerpt)
 		}
+		resp, err = s.Send(ctx, &rules.Request{Method: "GET", URI: srv.URL + "/big", ResponseLimit: 2 * MaxBodyExcerpt})
+		if err != nil || len(resp.Body) != 2*MaxBodyExcerpt {
+			t.Fatalf("Send with ResponseLimit = %d bytes, %v; want %d", len(resp.Body), err, 2*MaxBodyExcerpt)
+		}
 	})
 	t.Run("method, host header, headers and body", func(t *testing.T) {
 		resp, err := s.Send(ctx, &rules.Request{

@@ -4,13 +4,14 @@ import "changeprop/rules"
 
 // Subscription returns the resolver of a rule's subscription (for
 // RunnerConfig.Resolve): from the cluster's topics it keeps those of the
-// configured datacenter that the rule subscribes to (names, /regex/
-// patterns minus exclude_topics) and the retry topics of those streams
-// that exist. Resolving against the listing, rather than subscribing to
+// datacenter it consumes (consume_dc) that the rule subscribes to (names,
+// /regex/ patterns minus exclude_topics), the retry topics of those
+// streams that exist (written with produce_dc), and for a fanout rule its
+// continuation topic once it exists. Resolving against the listing, rather than subscribing to
 // names or patterns in librdkafka, picks up new topics at the next refresh
 // and never fetches an excluded topic.
 func Subscription(cfg *rules.Config, r *rules.Rule) func(all []string) []string {
-	names := Names{ServiceName: cfg.ServiceName, DC: cfg.DC}
+	names := NamesFor(cfg)
 	return func(all []string) []string {
 		exists := make(map[string]bool, len(all))
 		for _, t := range all {
@@ -19,7 +20,7 @@ func Subscription(cfg *rules.Config, r *rules.Rule) func(all []string) []string 
 		var out []string
 		for _, t := range all {
 			name := cfg.TopicName(t)
-			if cfg.DC != "" && name == t {
+			if cfg.ConsumeDC != "" && name == t {
 				continue // not of this datacenter
 			}
 			if !r.Subscribes(name) {
@@ -28,6 +29,11 @@ func Subscription(cfg *rules.Config, r *rules.Rule) func(all []string) []string 
 			out = append(out, t)
 			if retry := names.Retry(name); exists[retry] {
 				out = append(out, retry)
+			}
+		}
+		if r.Fanout != nil {
+			if c := names.Continue(r.Name); exists[c] {
+				out = append(out, c)
 			}
 		}
 		return out

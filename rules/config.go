@@ -14,6 +14,8 @@ import (
 type Config struct {
 	ServiceName     string        // service_name: consumer groups are <service_name>-<rule>
 	DC              string        // dc: optional topic prefix
+	ConsumeDC       string        // consume_dc: prefix of the topics rules read; default DC
+	ProduceDC       string        // produce_dc: prefix of every topic changeprop writes (retry, error, produced events); default DC
 	Kafka           Kafka         // kafka
 	Redis           *Redis        // redis; nil when absent
 	Listen          string        // listen; default "127.0.0.1:7200"
@@ -125,6 +127,17 @@ func decodeConfig(p *problems, root *yaml.Node, env func(string) string) *Config
 	if n, path := o.get("dc"); !isNull(n) {
 		if v, ok := p.str(n, path); ok {
 			c.DC = v
+		}
+	}
+	c.ConsumeDC, c.ProduceDC = c.DC, c.DC
+	if n, path := o.get("consume_dc"); !isNull(n) {
+		if v, ok := p.str(n, path); ok {
+			c.ConsumeDC = v
+		}
+	}
+	if n, path := o.get("produce_dc"); !isNull(n) {
+		if v, ok := p.str(n, path); ok {
+			c.ProduceDC = v
 		}
 	}
 	if n, path := o.get("kafka"); n != nil {
@@ -275,22 +288,31 @@ func (p *problems) decodeRules(c *Config, n *yaml.Node, path string, defaults *o
 	return rules
 }
 
-// Topic returns the Kafka topic name of name: with the dc prefix
-// ("eqiad.mediawiki.job.X"), or name itself when DC is "".
-func (c *Config) Topic(name string) string {
-	if c.DC == "" {
+// Topic returns the Kafka topic changeprop writes stream name to: with the
+// produce_dc prefix ("eqiad.resource_change"), or name itself when
+// ProduceDC is "".
+func (c *Config) Topic(name string) string { return prefixed(c.ProduceDC, name) }
+
+// ConsumeTopic returns the Kafka topic rules read for the topic name in
+// rules: with the consume_dc prefix ("codfw.mediawiki.job.X"), or name
+// itself when ConsumeDC is "".
+func (c *Config) ConsumeTopic(name string) string { return prefixed(c.ConsumeDC, name) }
+
+func prefixed(dc, name string) string {
+	if dc == "" {
 		return name
 	}
-	return c.DC + "." + name
+	return dc + "." + name
 }
 
-// TopicName is the inverse of Topic: the name in rules of a Kafka topic,
-// without the dc prefix. Topics without the prefix are returned unchanged.
+// TopicName is the inverse of ConsumeTopic: the name in rules of a Kafka
+// topic, without the consume_dc prefix. Topics without the prefix are
+// returned unchanged.
 func (c *Config) TopicName(topic string) string {
-	if c.DC == "" {
+	if c.ConsumeDC == "" {
 		return topic
 	}
-	if name, ok := strings.CutPrefix(topic, c.DC+"."); ok {
+	if name, ok := strings.CutPrefix(topic, c.ConsumeDC+"."); ok {
 		return name
 	}
 	return topic

@@ -4,7 +4,9 @@
 // It parses and validates the YAML configuration (service.md) and its rules
 // (rules.md), compiles every match pattern and template once, matches
 // events against rules, expands the exec templates of a match into HTTP
-// requests, and maps each response to an Outcome. Handling an event never
+// requests (or, for an exec kafka:///<stream>, into events to produce),
+// builds and reads the Action API requests of fanout rules and the PURGE
+// requests of purge rules, and maps each response to an Outcome. Handling an event never
 // parses a pattern or a template.
 //
 // It does not talk to Kafka, HTTP servers or Redis, and it does not log:
@@ -18,7 +20,9 @@
 //		return err // every problem, joined
 //	}
 //	for _, r := range cfg.Rules {
-//		// subscribe to cfg.Topic(t.Name) for t in r.Topics ...
+//		for _, inst := range r.Instances() { // a purge rule: one per cache
+//			// subscribe to cfg.ConsumeTopic(t.Name) for t in inst.Topics ...
+//		}
 //	}
 //
 //	ev, err := rules.ParseEvent(msg.Value) // ErrNotJSON, ErrNoMeta: error topic

@@ -81,6 +81,9 @@ func FuzzLoad(f *testing.F) {
 		"service_name: s\nkafka: {brokers: b}\ndefaults: {exec: {uri: 'http://x/{{date(message.dt)}}'}, match_not: [{a: undefined}]}\nrules:\n  a: {topic: t}\n  b: {topic: u, cases: []}\n",
 		"service_name: s\nkafka: {brokers: b}\nrules:\n  a: {topic: t, partition_stream: 'p.{{message.meta.stream}}', partition_key: a..b, partition_map: {x: -1}}\n",
 		"service_name: s\nkafka: {brokers: b}\nrules:\n  a: {topic: t, retry_on: {status: [5xx, 600, '5y0', {a: 1}]}, ignore: {headers: {x: ['/[/', 1]}}}\n",
+		"service_name: s\nkafka: {brokers: b}\nconsume_dc: c\nproduce_dc: p\nrules:\n  a: {topic: t, exec: [{uri: 'kafka:///s', body: [{meta: {uri: '{{message.meta.uri}}'}}]}, {uri: kafka:///u, body: '{{globals.message}}'}]}\n",
+		"service_name: s\nkafka: {brokers: b}\nrules:\n  a: {topic: t, fanout: {api: 'http://x/', list: embeddedin, namespace: [0, 1], title: '{{message.meta.uri}}'}}\n",
+		"service_name: s\nkafka: {brokers: b}\nrules:\n  a: {topic: t, purge: {caches: ['http://c:1', 'http://d'], uris: ['//{{message.meta.domain}}/x']}}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -112,8 +115,14 @@ func FuzzLoad(f *testing.F) {
 			_ = r.Subscribes(c.TopicName("mediawiki.job.x"))
 			_ = r.RetryDelayFor(r.RetryLimit)
 			_ = r.Classify(503, nil, nil)
-			if m, ok := r.Match(ev); ok {
-				_, _ = m.Requests(ev) // an expansion error is fine; a panic is not
+			for _, inst := range r.Instances() {
+				if m, ok := inst.Match(ev); ok {
+					_, _ = m.Requests(ev) // an expansion error is fine; a panic is not
+					if f := inst.Fanout; f != nil {
+						_, _ = f.Request(m, ev, map[string]string{"continue": "-||"})
+						_, _ = f.ParsePage(data)
+					}
+				}
 			}
 		}
 	})

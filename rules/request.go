@@ -16,6 +16,15 @@ type Request struct {
 	Headers []Header      // names lower-cased, in template order
 	Body    []byte        // nil when there is no body
 	Timeout time.Duration // the exec's timeout, or the rule's
+	// Stream is set for an exec that produces events (uri kafka:///<stream>)
+	// instead of sending a request: Body, a JSON object or an array of
+	// objects, is to be produced to the stream. URI is then the exec's uri
+	// and Method and Headers are empty.
+	Stream string
+	// ResponseLimit is how many bytes of the response body the sender
+	// keeps; 0 means MaxBodyExcerpt of package dispatch. Actions that read
+	// the answer (fanout's Action API pages) raise it.
+	ResponseLimit int
 }
 
 // Header is one request header.
@@ -36,6 +45,9 @@ type Exec struct {
 	Method  string        // method, upper-cased; default "GET"
 	URI     *Template     // uri
 	Timeout time.Duration // timeout, or the rule's
+	// Stream is the stream of an exec whose uri is kafka:///<stream>: it
+	// produces its body as events instead of sending a request.
+	Stream string
 
 	headers []namedTemplate
 	query   []namedTemplate
@@ -51,6 +63,9 @@ type namedTemplate struct {
 // Requests expands the exec templates of the matched case, in order. It
 // returns nil when the case has no exec.
 func (m *Match) Requests(ev *Event) ([]Request, error) {
+	if m.Rule.Purge != nil {
+		return m.Rule.Purge.requests(m, ev)
+	}
 	execs := m.Case.Exec
 	if len(execs) == 0 {
 		return nil, nil
@@ -73,6 +88,9 @@ func (x *Exec) Expand(ev *Event, s Scope) (Request, error) {
 }
 
 func (x *Exec) expand(r *Request, s Scope, ev *Event) error {
+	if x.Stream != "" {
+		return x.expandProduce(r, s, ev)
+	}
 	r.Method, r.Timeout = x.Method, x.Timeout
 	var err error
 	if len(x.query) == 0 {
@@ -283,14 +301,10 @@ func (p *problems) compileExec(r *Rule, n *yaml.Node, path string) *Exec {
 		}
 	}
 	un, upath := o.get("uri")
-	if isNull(un) || (un.Kind == yaml.ScalarNode && strings.TrimSpace(un.Value) == "") {
-		p.add(upath, "required")
-		x.URI, _ = ParseTemplate("")
-	} else if x.URI = p.template(r, un, upath); x.URI == nil {
-		x.URI, _ = ParseTemplate("")
-	} else {
-		p.checkURI(x.URI, upath)
+	if isProduceURI(un) {
+		return p.compileProduce(r, x, o, un, upath)
 	}
+	x.URI = p.uriTemplate(r, un, upath, "")
 	if hn, hpath := o.get("headers"); !isNull(hn) {
 		x.headers = p.namedTemplates(r, hn, hpath, true)
 	}
@@ -310,6 +324,22 @@ func (p *problems) compileExec(r *Rule, n *yaml.Node, path string) *Exec {
 	}
 	o.finish()
 	return x
+}
+
+// uriTemplate compiles a required request uri; a missing or empty one is
+// reported as required (with hint). It never returns nil.
+func (p *problems) uriTemplate(r *Rule, n *yaml.Node, path, hint string) *Template {
+	empty, _ := ParseTemplate("")
+	if isNull(n) || (n.Kind == yaml.ScalarNode && strings.TrimSpace(n.Value) == "") {
+		p.add(path, "required%s", hint)
+		return empty
+	}
+	t := p.template(r, n, path)
+	if t == nil {
+		return empty
+	}
+	p.checkURI(t, path)
+	return t
 }
 
 // namedTemplates compiles headers or query: name -> template, in order.

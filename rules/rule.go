@@ -47,10 +47,13 @@ type Rule struct {
 	RateLimit      *RateLimit      // rate_limit; nil = none
 	Breaker        Breaker         // breaker: the top-level breaker settings with this rule's overrides
 	Partition      *Partitioner    // partition_*: non-nil makes the rule a partitioner
+	Fanout         *Fanout         // fanout: non-nil makes the rule expand events into their dependent pages' events
+	Purge          *Purge          // purge: non-nil makes the rule purge caches (run its Instances)
 
 	captures  bool              // some template reads "match": record regex groups
 	blacklist map[string]titles // compiled Blacklist
 	paths     map[string]string // key -> path it was read from, for messages
+	instances []*Rule           // a purge rule's per-cache copies
 }
 
 // Topic is a topic the rule reads.
@@ -85,6 +88,9 @@ var exclusive = map[string][]string{
 	// A partitioner forwards events; an exec under defaults is for the
 	// rules that run them.
 	"partition_stream": {"exec"},
+	// fanout and purge are the rule's action: they replace exec.
+	"fanout": {"exec", "cases"},
+	"purge":  {"exec", "cases"},
 }
 
 // pathOf returns where key was read from: the rule's own path or defaults.
@@ -253,8 +259,11 @@ func (p *problems) decodeRule(c *Config, name string, n *yaml.Node, path string,
 		r.Breaker = p.breaker(n, path, c.Breaker, r)
 	}
 	p.decodePartitioner(r, o)
+	p.decodeFanout(r, o)
+	p.decodePurge(r, o)
 	p.decodeCases(r, o)
 	o.finish()
+	r.makeInstances()
 	return r
 }
 

@@ -14,8 +14,10 @@ func (c *Config) validate(p *problems) {
 	} else if !validTopic(c.ServiceName) {
 		p.add("service_name", "bad name %q: use letters, digits, '.', '_' and '-'", c.ServiceName)
 	}
-	if c.DC != "" && !validTopic(c.DC) {
-		p.add("dc", "bad topic prefix %q", c.DC)
+	for _, dc := range []struct{ key, v string }{{"dc", c.DC}, {"consume_dc", c.ConsumeDC}, {"produce_dc", c.ProduceDC}} {
+		if dc.v != "" && !validTopic(dc.v) {
+			p.add(dc.key, "bad topic prefix %q", dc.v)
+		}
 	}
 	if c.Kafka.Brokers == "" {
 		p.add("kafka.brokers", "required (or set "+EnvKafkaBrokers+")")
@@ -118,6 +120,49 @@ func (r *Rule) validate(p *problems, c *Config) {
 			}
 		}
 	}
+	r.validateAction(p, c)
+}
+
+// validateAction checks that a rule has one action: exec, fanout, purge or
+// partition_stream, and that the hosts fanout and purge send to are allowed.
+func (r *Rule) validateAction(p *problems, c *Config) {
+	var actions []string
+	for _, k := range []string{"fanout", "purge", "partition_stream"} {
+		if r.paths[k] != "" {
+			actions = append(actions, k)
+		}
+	}
+	if len(actions) > 1 {
+		p.add(r.pathOf(actions[1]), "not allowed with %s: a rule has one action", actions[0])
+	}
+	for _, k := range []string{"fanout", "purge"} {
+		if r.paths[k] == "" {
+			continue
+		}
+		for _, own := range []string{"exec", "cases"} {
+			if r.paths[own] != "" {
+				p.add(r.pathOf(own), "not allowed with %s: %s is the rule's action (use match and match_not)", k, k)
+			}
+		}
+	}
+	if f := r.Fanout; f != nil && f.api != nil {
+		if host, ok := literalHost(f.api.URI); ok && !c.HostAllowed(host) {
+			p.add(r.pathOf("fanout")+".api", "host %q is not in allowed_hosts", host)
+		}
+	}
+	if pu := r.Purge; pu != nil {
+		for i, cache := range pu.Caches {
+			if host, _ := literalHost(mustTemplate(cache)); !c.HostAllowed(host) {
+				p.add(index(r.pathOf("purge")+".caches", i), "host %q is not in allowed_hosts", host)
+			}
+		}
+	}
+}
+
+// mustTemplate is the literal template of a string without expressions.
+func mustTemplate(s string) *Template {
+	t, _ := ParseTemplate(s)
+	return t
 }
 
 // literalHost returns the host[:port] of a URI template when it is written

@@ -69,7 +69,7 @@ func newPartitioner(cfg *rules.Config, r *rules.Rule, opts serviceOptions, log z
 		Resolve:        dispatch.PartitionerSubscription(cfg, r),
 		TopicRefresh:   topicRefresh,
 		Source:         src,
-		Names:          dispatch.Names{ServiceName: cfg.ServiceName, DC: cfg.DC},
+		Names:          dispatch.NamesFor(cfg),
 		CreateTopics:   opts.createTopics,
 		CommitInterval: cfg.Kafka.CommitInterval,
 		Log:            log,

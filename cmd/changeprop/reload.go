@@ -79,24 +79,41 @@ func (rl *reloader) reload(force bool) {
 	rl.apply(cfg)
 }
 
-// apply retunes the rules present in both configs.
+// apply retunes the rules present in both configs (a purge rule's
+// instances each).
 func (rl *reloader) apply(cfg *rules.Config) {
-	for _, nr := range cfg.Rules {
-		r, ok := rl.runners[nr.Name]
-		old := rl.current.Rule(nr.Name)
-		if !ok || old == nil {
-			rl.log.Warn().Str("rule", nr.Name).Msg("config reload: new rule needs a restart")
-			continue
-		}
-		if t := dispatch.TuningOf(nr); !reflect.DeepEqual(t, dispatch.TuningOf(old)) {
-			r.Retune(t)
+	old, next := instances(rl.current), instances(cfg)
+	for _, base := range cfg.Rules {
+		for _, nr := range base.Instances() {
+			r, ok := rl.runners[nr.Name]
+			prev := old[nr.Name]
+			if !ok || prev == nil {
+				rl.log.Warn().Str("rule", nr.Name).Msg("config reload: new rule needs a restart")
+				continue
+			}
+			if t := dispatch.TuningOf(nr); !reflect.DeepEqual(t, dispatch.TuningOf(prev)) {
+				r.Retune(t)
+			}
 		}
 	}
-	for _, old := range rl.current.Rules {
-		if cfg.Rule(old.Name) == nil {
-			rl.log.Warn().Str("rule", old.Name).Msg("config reload: removed rule keeps running until a restart")
+	for _, base := range rl.current.Rules {
+		for _, r := range base.Instances() {
+			if next[r.Name] == nil {
+				rl.log.Warn().Str("rule", r.Name).Msg("config reload: removed rule keeps running until a restart")
+			}
 		}
 	}
 	rl.current = cfg
 	rl.log.Info().Str("config", rl.path).Msg("config reloaded")
+}
+
+// instances maps the name of every rule instance of cfg to it.
+func instances(cfg *rules.Config) map[string]*rules.Rule {
+	out := map[string]*rules.Rule{}
+	for _, base := range cfg.Rules {
+		for _, r := range base.Instances() {
+			out[r.Name] = r
+		}
+	}
+	return out
 }

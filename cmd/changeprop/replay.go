@@ -109,7 +109,7 @@ const drainTimeout = 30 * time.Second
 // lists what the filter matches.
 func replay(ctx context.Context, cfg *rules.Config, opt replayOptions, out io.Writer, log zerolog.Logger) (replayStats, error) {
 	var st replayStats
-	names := dispatch.Names{ServiceName: cfg.ServiceName, DC: cfg.DC}
+	names := dispatch.NamesFor(cfg)
 	errorTopic := names.Error()
 	recordTopic := replayedTopic(names)
 	reader := func(topic string) kafka.ReaderConfig {
@@ -200,18 +200,18 @@ func replay(ctx context.Context, cfg *rules.Config, opt replayOptions, out io.Wr
 func replayedTopic(names dispatch.Names) string { return names.Error() + ".replayed" }
 
 // replayTarget is where the original event of an error event from topic
-// goes: back into topic, or for a retry topic [dc.]<service_name>.retry.<stream>
-// into the stream's topic [dc.]<stream>.
+// goes: back into topic, or for a retry topic [produce_dc.]<service_name>.retry.<stream>
+// into the stream's topic [consume_dc.]<stream>.
 func replayTarget(names dispatch.Names, topic string) string {
 	prefix := names.Retry("") // [dc.]<service_name>.retry.
 	stream, ok := strings.CutPrefix(topic, prefix)
 	if !ok || stream == "" {
 		return topic
 	}
-	if names.DC == "" {
+	if names.ConsumeDC == "" {
 		return stream
 	}
-	return names.DC + "." + stream
+	return names.ConsumeDC + "." + stream
 }
 
 // errorEvent is what replay reads of an error event (service.md; written

@@ -428,6 +428,8 @@ func TestReplayFilter(t *testing.T) {
 
 func TestReplayTarget(t *testing.T) {
 	for _, tc := range []struct{ dc, topic, want string }{
+		// consume_dc codfw, produce_dc eqiad: a retry goes back to codfw's topic.
+		{"eqiad/codfw", "eqiad.cpjobqueue.retry.mediawiki.job.refreshLinks", "codfw.mediawiki.job.refreshLinks"},
 		{"", "mediawiki.job.refreshLinks", "mediawiki.job.refreshLinks"},
 		{"", "cpjobqueue.retry.mediawiki.job.refreshLinks", "mediawiki.job.refreshLinks"},
 		{"eqiad", "eqiad.cpjobqueue.retry.mediawiki.job.refreshLinks", "eqiad.mediawiki.job.refreshLinks"},
@@ -436,7 +438,11 @@ func TestReplayTarget(t *testing.T) {
 		{"eqiad", "codfw.cpjobqueue.retry.mediawiki.job.refreshLinks", "codfw.cpjobqueue.retry.mediawiki.job.refreshLinks"},
 		{"", "other.retry.mediawiki.job.refreshLinks", "other.retry.mediawiki.job.refreshLinks"},
 	} {
-		names := dispatch.Names{ServiceName: "cpjobqueue", DC: tc.dc}
+		produce, consume, ok := strings.Cut(tc.dc, "/")
+		if !ok {
+			consume = produce
+		}
+		names := dispatch.Names{ServiceName: "cpjobqueue", DC: produce, ConsumeDC: consume}
 		if got := replayTarget(names, tc.topic); got != tc.want {
 			t.Errorf("dc %q: replayTarget(%q) = %q, want %q", tc.dc, tc.topic, got, tc.want)
 		}

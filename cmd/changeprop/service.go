@@ -49,7 +49,7 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 	}
 	s := &service{cfg: cfg, log: log, sender: dispatch.NewHTTPSender(dispatch.HTTPOptions{}), producer: producer,
 		stores: newStores(cfg, log)}
-	names := dispatch.Names{ServiceName: cfg.ServiceName, DC: cfg.DC}
+	names := dispatch.NamesFor(cfg)
 	breakers := newBreakers(cfg, log)
 	s.breakers = breakers
 	for _, r := range cfg.Rules {
@@ -63,39 +63,50 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 			s.partitioners = append(s.partitioners, p)
 			continue
 		}
-		group := cfg.ServiceName + "-" + r.Name
-		src, err := kafka.NewConsumer(kafka.ConsumerConfig{
-			Brokers:        cfg.Kafka.Brokers,
-			GroupID:        group,
-			Properties:     []map[string]string{cfg.Kafka.Consumer, r.Consumer},
-			CommitInterval: cfg.Kafka.CommitInterval,
-			Log:            log.With().Str("rule", r.Name).Logger(),
-		})
-		if err != nil {
-			s.closeUnstarted()
-			return nil, fmt.Errorf("rule %s: %w", r.Name, err)
+		// A purge rule runs one instance per cache (rules.Rule.Instances).
+		for _, r := range r.Instances() {
+			runner, err := s.newRunner(cfg, r, names, opts)
+			if err != nil {
+				s.closeUnstarted()
+				return nil, fmt.Errorf("rule %s: %w", r.Name, err)
+			}
+			s.runners = append(s.runners, runner)
 		}
-		s.runners = append(s.runners, dispatch.NewRunner(dispatch.RunnerConfig{
-			Rule:            r,
-			Resolve:         dispatch.Subscription(cfg, r),
-			TopicRefresh:    topicRefresh,
-			Source:          src,
-			Sender:          s.sender,
-			Producer:        producer,
-			Breakers:        breakers.forRule(r),
-			Dedupe:          s.stores.dedupe,
-			Metrics:         opts.metrics,
-			AllowHost:       allowHost(cfg),
-			Limiter:         s.stores.limiter,
-			Names:           names,
-			Partitioned:     dispatch.PartitionedStreams(cfg),
-			UserAgent:       cfg.UserAgent,
-			CommitInterval:  cfg.Kafka.CommitInterval,
-			ShutdownTimeout: cfg.ShutdownTimeout,
-			Log:             log,
-		}))
 	}
 	return s, nil
+}
+
+// newRunner is the Runner of rule r, in group <service_name>-<rule>.
+func (s *service) newRunner(cfg *rules.Config, r *rules.Rule, names dispatch.Names, opts serviceOptions) (*dispatch.Runner, error) {
+	src, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers:        cfg.Kafka.Brokers,
+		GroupID:        cfg.ServiceName + "-" + r.Name,
+		Properties:     []map[string]string{cfg.Kafka.Consumer, r.Consumer},
+		CommitInterval: cfg.Kafka.CommitInterval,
+		Log:            s.log.With().Str("rule", r.Name).Logger(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return dispatch.NewRunner(dispatch.RunnerConfig{
+		Rule:            r,
+		Resolve:         dispatch.Subscription(cfg, r),
+		TopicRefresh:    topicRefresh,
+		Source:          src,
+		Sender:          s.sender,
+		Producer:        s.producer,
+		Breakers:        s.breakers.forRule(r),
+		Dedupe:          s.stores.dedupe,
+		Metrics:         opts.metrics,
+		AllowHost:       allowHost(cfg),
+		Limiter:         s.stores.limiter,
+		Names:           names,
+		Partitioned:     dispatch.PartitionedStreams(cfg),
+		UserAgent:       cfg.UserAgent,
+		CommitInterval:  cfg.Kafka.CommitInterval,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Log:             s.log,
+	}), nil
 }
 
 func (s *service) closeUnstarted() {
@@ -145,13 +156,15 @@ func newBreakers(cfg *rules.Config, log zerolog.Logger) *breakerSets {
 	b := &breakerSets{byRule: map[string]*breaker.Set{}}
 	b.shared = breaker.NewSet(breakerSettings(cfg.Breaker), onChange)
 	b.all = append(b.all, b.shared)
-	for _, r := range cfg.Rules {
-		own := r.Breaker
+	for _, base := range cfg.Rules {
+		own := base.Breaker
 		own.Key = nil
-		if own != cfg.Breaker || r.Breaker.Key != nil {
-			set := breaker.NewSet(breakerSettings(r.Breaker), onChange)
-			b.byRule[r.Name] = set
-			b.all = append(b.all, set)
+		if own != cfg.Breaker || base.Breaker.Key != nil {
+			for _, r := range base.Instances() {
+				set := breaker.NewSet(breakerSettings(r.Breaker), onChange)
+				b.byRule[r.Name] = set
+				b.all = append(b.all, set)
+			}
 		}
 	}
 	return b

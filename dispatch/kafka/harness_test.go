@@ -47,7 +47,7 @@ func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule, opts ...func(*d
 		Rule: r, Source: src,
 		Sender:          dispatch.NewHTTPSender(dispatch.HTTPOptions{}),
 		Producer:        newProducer(t, cfg),
-		Names:           dispatch.Names{ServiceName: cfg.ServiceName, DC: cfg.DC},
+		Names:           dispatch.NamesFor(cfg),
 		UserAgent:       cfg.UserAgent,
 		CommitInterval:  cfg.Kafka.CommitInterval,
 		ShutdownTimeout: 30 * time.Second,

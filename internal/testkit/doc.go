@@ -8,6 +8,9 @@
 //   - JobRunner: an HTTP server that answers like MediaWiki's
 //     RunSingleJob.php (405, 400, 200, 500, 500 + X-Readonly) with seeded
 //     failure rates and latency, and records every request.
+//   - ActionAPI: an HTTP server that answers MediaWiki Action API list
+//     queries (list=backlinks, list=embeddedin) from a fixed map of
+//     dependent pages, paging with continue tokens, and records them.
 //   - JobGen: a seeded generator of realistic mediawiki.job.<type> events
 //     with a skewed mix of job types and wikis.
 //
@@ -15,7 +18,7 @@
 // its own (use Cluster.Kfake for kfake's fault injection), or bound
 // kfake's memory, which grows with everything produced (restart the
 // cluster between heavy suites). Only testing.go imports package testing,
-// for the NewCluster and NewJobRunner constructors; dev mode uses
+// for the NewCluster, NewJobRunner and NewActionAPI constructors; dev mode uses
 // StartCluster and StartJobRunner.
 //
 // Usage in a test:

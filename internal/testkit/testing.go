@@ -24,3 +24,12 @@ func NewJobRunner(t testing.TB, opts JobRunnerOptions) *JobRunner {
 	t.Cleanup(j.Close)
 	return j
 }
+
+// NewActionAPI starts an ActionAPI for the test and closes it when the
+// test ends.
+func NewActionAPI(t testing.TB, opts ActionAPIOptions) *ActionAPI {
+	t.Helper()
+	a := StartActionAPI(opts)
+	t.Cleanup(a.Close)
+	return a
+}
