@@ -27,6 +27,24 @@ func BenchmarkParseEvent(b *testing.B) {
 	}
 }
 
+// BenchmarkParseEventProjected decodes the same event as the production
+// refreshLinks rule reads it: only its paths and the service fields are
+// built; the rest is checked and passed over.
+func BenchmarkParseEventProjected(b *testing.B) {
+	raw, err := os.ReadFile("testdata/refreshLinks.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := loadJobQueue(b).Rule("refreshLinks")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := r.ParseEvent(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkMatch matches the 1 KB job event against the production-shaped
 // rule that reads it.
 func BenchmarkMatch(b *testing.B) {

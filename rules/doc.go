@@ -5,7 +5,8 @@
 // (rules.md), compiles every match pattern and template once, matches
 // events against rules, expands the exec templates of a match into HTTP
 // requests, and maps each response to an Outcome. Handling an event never
-// parses a pattern or a template.
+// parses a pattern or a template, and Rule.ParseEvent decodes only the
+// parts of an event that its rule can read (projection.go).
 //
 // It does not talk to Kafka, HTTP servers or Redis, and it does not log:
 // the dispatcher does all of that with what this package returns. Loading
@@ -21,7 +22,7 @@
 //		// subscribe to cfg.Topic(t.Name) for t in r.Topics ...
 //	}
 //
-//	ev, err := rules.ParseEvent(msg.Value) // ErrNotJSON, ErrNoMeta: error topic
+//	ev, err := rule.ParseEvent(msg.Value) // ErrNotJSON, ErrNoMeta: error topic
 //	m, ok := rule.Match(ev)
 //	if !ok {
 //		return // not for this rule: commit

@@ -10,8 +10,12 @@ import (
 // decodeObject decodes a JSON object into the values encoding/json would
 // produce with UseNumber (map[string]any, []any, string, json.Number, bool,
 // nil), about three times faster: events are decoded once each, on the hot
-// path. FuzzDecodeJSON holds it to encoding/json's results.
-func decodeObject(data []byte) (map[string]any, error) {
+// path. With a projection it builds only the members on the projection's
+// paths and passes over the rest (projection.go); the whole input is
+// checked either way. FuzzDecodeJSON holds the full decode to
+// encoding/json's results, FuzzProjectedDecode the projected one to the
+// full one.
+func decodeObject(data []byte, p *projection) (map[string]any, error) {
 	// Strings and numbers without escapes are substrings of one copy of
 	// the input: one allocation instead of one per value.
 	d := jsonDecoder{data: data, src: string(data)}
@@ -22,7 +26,10 @@ func decodeObject(data []byte) (map[string]any, error) {
 		}
 		return nil, errNotObject
 	}
-	v, err := d.value(0, true)
+	if p == nil {
+		p = everything
+	}
+	v, err := d.projected(p, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -59,9 +66,9 @@ func (d *jsonDecoder) space() {
 }
 
 // value reads one value at nesting depth depth. With build false it only
-// checks the syntax and moves past the value, allocating nothing: one
-// grammar for reading a value and for passing over it, so that both accept
-// and reject the same inputs.
+// checks the syntax and moves past the value, allocating nothing: the
+// projected decode passes over what a rule does not read this way, so that
+// it accepts and rejects exactly the inputs the full decode does.
 func (d *jsonDecoder) value(depth int, build bool) (any, error) {
 	if depth > maxJSONDepth {
 		return nil, errBadJSON

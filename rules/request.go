@@ -55,6 +55,7 @@ func (m *Match) Requests(ev *Event) ([]Request, error) {
 	if len(execs) == 0 {
 		return nil, nil
 	}
+	ev = m.Rule.eventFor(ev)
 	s := m.Scope(ev)
 	out := make([]Request, len(execs))
 	for i, x := range execs {
@@ -65,7 +66,8 @@ func (m *Match) Requests(ev *Event) ([]Request, error) {
 	return out, nil
 }
 
-// Expand expands the request template for ev in scope s.
+// Expand expands the request template for ev in scope s, the scope of ev
+// under its match (Match.Scope).
 func (x *Exec) Expand(ev *Event, s Scope) (Request, error) {
 	var r Request
 	err := x.expand(&r, s, ev)

@@ -49,6 +49,8 @@ type Rule struct {
 	Partition      *Partitioner    // partition_*: non-nil makes the rule a partitioner
 
 	captures  bool              // some template reads "match": record regex groups
+	templates []*Template       // every template compiled for the rule, for project
+	proj      *projection       // what ParseEvent decodes; nil: everything
 	blacklist map[string]titles // compiled Blacklist
 	paths     map[string]string // key -> path it was read from, for messages
 }
@@ -255,6 +257,7 @@ func (p *problems) decodeRule(c *Config, name string, n *yaml.Node, path string,
 	p.decodePartitioner(r, o)
 	p.decodeCases(r, o)
 	o.finish()
+	r.proj = project(r)
 	return r
 }
 
@@ -322,8 +325,14 @@ func (p *problems) template(r *Rule, n *yaml.Node, path string) *Template {
 		p.add(path, "%v", err)
 		return nil
 	}
-	r.captures = r.captures || t.usesMatch
+	r.use(t)
 	return t
+}
+
+// use records a template compiled for the rule.
+func (r *Rule) use(t *Template) {
+	r.captures = r.captures || t.usesMatch
+	r.templates = append(r.templates, t)
 }
 
 // NeedsCaptures reports whether some template of the rule reads the
