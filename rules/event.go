@@ -63,6 +63,10 @@ func (r *Rule) eventFor(ev *Event) *Event {
 	if ev.proj == nil || ev.proj == r.proj {
 		return ev
 	}
+	return ev.full()
+}
+
+func (ev *Event) full() *Event {
 	full, err := ParseEvent(ev.Raw)
 	if err != nil {
 		return ev // cannot be: ev was decoded from these bytes
@@ -74,7 +78,12 @@ func (r *Rule) eventFor(ev *Event) *Event {
 // Numbers are returned in their JSON form. The meta keys of the service
 // fields (fields.go) are always decoded; any other is read from Raw.
 func (e *Event) Meta(key string) string {
-	switch v := e.lookup("meta", key).(type) {
+	meta, _ := e.Message["meta"].(map[string]any)
+	v, ok := meta[key]
+	if !ok {
+		v = e.lookupAgain([]string{"meta", key}, nil)
+	}
+	switch v := v.(type) {
 	case string:
 		return v
 	case json.Number:

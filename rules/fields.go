@@ -62,6 +62,12 @@ func (e *Event) lookup(keys ...string) any {
 		// Only objects are ever decoded in part.
 		return v
 	}
+	return e.lookupAgain(keys, v)
+}
+
+// lookupAgain is lookup for a value that is absent or an object in
+// Message, v: a projection may have left it out, or part of it.
+func (e *Event) lookupAgain(keys []string, v any) any {
 	if e.proj == nil || e.proj.covers(keys) {
 		return v
 	}

@@ -80,10 +80,13 @@ func (r *Rule) Evaluate(ev *Event) (*Match, Verdict) {
 	if r.DiscardCanaryEvents && ev.Meta("domain") == "canary" {
 		return nil, Canary
 	}
+	var caps *captures
+	if r.captures {
+		caps = &captures{}
+	}
 	for _, c := range r.Cases {
-		var caps *captures
-		if r.captures {
-			caps = &captures{}
+		if caps != nil {
+			caps.root = nil // a case that failed may have recorded some
 		}
 		if !c.test(ev.Message, caps) {
 			continue

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"fmt"
 	"net/url"
 	"strings"
@@ -87,7 +88,7 @@ func (x *Exec) expand(r *Request, s Scope, ev *Event) error {
 			return fmt.Errorf("uri: %w", err)
 		}
 		sep := byte('?')
-		if strings.IndexByte(string(b), '?') >= 0 {
+		if bytes.IndexByte(b, '?') >= 0 {
 			sep = '&'
 		}
 		for _, q := range x.query {
@@ -107,16 +108,12 @@ func (x *Exec) expand(r *Request, s Scope, ev *Event) error {
 	if len(x.headers) > 0 {
 		r.Headers = make([]Header, 0, len(x.headers))
 		for _, h := range x.headers {
-			v, err := h.t.Value(s)
+			text, ok, err := h.t.textOrNone(s)
 			if err != nil {
 				return fmt.Errorf("headers.%s: %w", h.name, err)
 			}
-			if v == nil {
-				continue // a missing value drops the header
-			}
-			text, ok := v.(string)
 			if !ok {
-				text = string(appendValue(nil, v))
+				continue // a missing value drops the header
 			}
 			if h.name == "content-type" && isJSONType(text) {
 				jsonBody = true
