@@ -168,3 +168,19 @@ func BenchmarkJob(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTemplateText expands a key template with literal text and an
+// encoded value, as limiter keys are ('html:{message.meta.uri}').
+func BenchmarkTemplateText(b *testing.B) {
+	t, err := ParseTemplate("html:{message.meta.uri}")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := benchEvent(b).Scope()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := t.Text(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
