@@ -90,6 +90,7 @@ func edgeEvents() []string {
 		` {"meta":{}} `,
 		`{"meta":{"domain":"en.wikipedia.org"},"type":"undefined","s":"undefined","z":null,"n":5}`,
 		`{"meta":{"domain":null,"dt":null,"id":null,"stream":null},"database":null,"sha1":null,"root_event":null,"params":null}`,
+		`{"meta":{"dt":{"x":1},"uri":[]},"rev_parent_id":{"a":[1]},"nope":null,"type":{"k":"v"},"z":[],"s":{},"n":{"deep":{"er":1}},"gone":{}}`,
 		`{"meta":{"domain":"canary"},"type":"x"}`,
 		`{"meta":{"domain":"canary.wikipedia.org","uri":"https://canary/wiki/X"}}`,
 		`{"meta":{"uri":"https://en.wikipedia.org/wiki/A b","domain":"en.wikipedia.org","stream":"mediawiki.job.refreshLinks","id":"i","dt":"2024-05-06T07:08:09Z"},"tags":["purge","restbase"],"database":"enwiki","type":"refreshLinks"}`,

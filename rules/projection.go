@@ -52,8 +52,11 @@ func (p *projection) add(keys []string) {
 	for _, k := range keys {
 		p = p.child(k)
 	}
-	p.whole, p.keys = true, nil
+	p.readWhole()
 }
+
+// readWhole marks p's value as read whole; its members need no nodes.
+func (p *projection) readWhole() { p.whole, p.keys = true, nil }
 
 // covers reports whether the value at the path keys is decoded whole.
 func (p *projection) covers(keys []string) bool {
@@ -205,16 +208,19 @@ type projector struct {
 
 // pattern adds what a compiled pattern reads of the value at node at.
 func (b *projector) pattern(p pattern, at *projection) {
-	if op, ok := p.(*objectPattern); ok {
-		for i, k := range op.keys {
-			b.pattern(op.subs[i], at.child(k))
+	switch p := p.(type) {
+	case *objectPattern:
+		for i, k := range p.keys {
+			b.pattern(p.subs[i], at.child(k))
 		}
-		return
+	case undefinedPattern:
+		// It asks only whether the member is there, which its node
+		// tells: an object there decodes as an empty one.
+	default:
+		// Any other pattern looks at the value as a whole: its type, its
+		// text, its elements.
+		at.readWhole()
 	}
-	// Any other pattern looks at the value as a whole: its type, its text,
-	// its elements ('undefined' only at its presence, which its node's
-	// existence already decodes).
-	at.whole, at.keys = true, nil
 }
 
 func (b *projector) template(t *Template) {
@@ -267,5 +273,5 @@ func (b *projector) segments(segs []segment) {
 	for _, s := range segs {
 		at = at.child(s.key)
 	}
-	at.whole, at.keys = true, nil
+	at.readWhole()
 }

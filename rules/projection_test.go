@@ -103,7 +103,9 @@ func TestProjection(t *testing.T) {
 	}{
 		{"nothing", ``, nil},
 		{"pattern paths", `match: {type: x, page: {namespace: 0, title: '/^A/'}, tags: [a], gone: undefined}`,
-			[]string{"gone", "page.namespace", "page.title", "tags", "type"}},
+			[]string{"gone{}", "page.namespace", "page.title", "tags", "type"}},
+		{"'undefined' under a value read whole", "match: {a: {b: undefined}, c: undefined}\nconcurrency_key: '{{message.a}}'",
+			[]string{"a", "c{}"}},
 		{"match_not and cases", "cases:\n  - match: {a: 1}\n    match_not: [{b: {c: 2}}]\n  - match_not: {d: {}}",
 			[]string{"a", "b.c", "d{}"}},
 		{"an object pattern under a value read whole", "match: {params: {a: 1}}\nconcurrency_key: '{{message.params}}'",
