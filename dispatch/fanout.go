@@ -70,7 +70,7 @@ func (h *handler) readContinue(j *job) (skip outcome, err error) {
 	if len(c.Continue) == 0 {
 		return outcomeDone, errors.New("continuation event: no continue token")
 	}
-	ev, err := rules.ParseEvent(c.OriginalEvent)
+	ev, err := h.rule.ParseEvent(c.OriginalEvent)
 	if err != nil {
 		return outcomeDone, fmt.Errorf("continuation event: original_event: %w", err)
 	}

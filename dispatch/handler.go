@@ -80,7 +80,7 @@ func (h *handler) classify(j *job, now time.Time) (next, outcome) {
 	} else if h.continueTopic != "" && j.msg.Topic == h.continueTopic {
 		skip, err = h.readContinue(j)
 	} else {
-		j.ev, err = rules.ParseEvent(j.msg.Value)
+		j.ev, err = h.rule.ParseEvent(j.msg.Value)
 	}
 	if err != nil {
 		j.phase, j.fail = phaseError, failure{message: err.Error()}
@@ -110,7 +110,7 @@ func (h *handler) classify(j *job, now time.Time) (next, outcome) {
 		return nextRun, 0
 	}
 	if !h.rule.DisableDelayedExecution {
-		if until, ok := eventTime(j.ev.Message["delay_until"]); ok && until.After(now) {
+		if until, ok := eventTime(j.ev.Get(rules.FieldDelayUntil)); ok && until.After(now) {
 			if until.Sub(now) <= h.rule.ReenqueueDelay {
 				j.due = until
 			} else {
@@ -159,7 +159,7 @@ func (h *handler) readRetry(j *job) (skip outcome, err error) {
 	if r.EmitterID != h.names.Emitter(h.rule.Name) {
 		return outcomeUnmatched, nil
 	}
-	ev, err := rules.ParseEvent(r.OriginalEvent)
+	ev, err := h.rule.ParseEvent(r.OriginalEvent)
 	if err != nil {
 		return outcomeDone, fmt.Errorf("original_event: %w", err)
 	}
@@ -170,12 +170,12 @@ func (h *handler) readRetry(j *job) (skip outcome, err error) {
 // expired applies claim_ttl (meta.dt) and root_claim_ttl (root_event.dt).
 func (h *handler) expired(ev *rules.Event, now time.Time) bool {
 	if ttl := h.rule.ClaimTTL; ttl > 0 {
-		if dt, ok := eventTime(field(ev.Message, "meta", "dt")); ok && now.Sub(dt) > ttl {
+		if dt, ok := eventTime(ev.Get(rules.FieldMetaDT)); ok && now.Sub(dt) > ttl {
 			return true
 		}
 	}
 	if ttl := h.rule.RootClaimTTL; ttl > 0 {
-		if dt, ok := eventTime(field(ev.Message, "root_event", "dt")); ok && now.Sub(dt) > ttl {
+		if dt, ok := eventTime(ev.Get(rules.FieldRootDT)); ok && now.Sub(dt) > ttl {
 			return true
 		}
 	}
@@ -207,7 +207,7 @@ func (h *handler) run(ctx context.Context, j *job) outcome {
 		}
 		claim = c
 	}
-	if dt, ok := eventTime(field(j.ev.Message, "meta", "dt")); ok && j.retry == nil {
+	if dt, ok := eventTime(j.ev.Get(rules.FieldMetaDT)); ok && j.retry == nil {
 		h.metrics.observeDelay(now.Sub(dt))
 	}
 	out := h.send(ctx, j)
@@ -239,10 +239,10 @@ func (h *handler) dedupeJob(j *job) dedupe.Job {
 		ID:        j.ev.Meta("id"),
 		ClaimTTL:  h.rule.Timeout + claimMargin,
 	}
-	d.DT, _ = eventTime(field(j.ev.Message, "meta", "dt"))
-	d.SHA1, _ = j.ev.Message["sha1"].(string)
-	d.RootSignature, _ = field(j.ev.Message, "root_event", "signature").(string)
-	d.RootDT, _ = eventTime(field(j.ev.Message, "root_event", "dt"))
+	d.DT, _ = eventTime(j.ev.Get(rules.FieldMetaDT))
+	d.SHA1, _ = j.ev.Get(rules.FieldSHA1).(string)
+	d.RootSignature, _ = j.ev.Get(rules.FieldRootSignature).(string)
+	d.RootDT, _ = eventTime(j.ev.Get(rules.FieldRootDT))
 	return d
 }
 
@@ -297,10 +297,10 @@ func (h *handler) blacklisted(ctx context.Context, j *job, now time.Time) bool {
 
 // pageTitle is the page title an event is about, for the static blacklist.
 func pageTitle(ev *rules.Event) string {
-	if t, ok := ev.Message["page_title"].(string); ok {
+	if t, ok := ev.Get(rules.FieldPageTitle).(string); ok {
 		return t
 	}
-	if t, ok := field(ev.Message, "params", "title").(string); ok {
+	if t, ok := ev.Get(rules.FieldParamsTitle).(string); ok {
 		return t
 	}
 	return ""
@@ -591,7 +591,7 @@ func (h *handler) triggeredBy(j *job) string {
 		stream = h.names.Stream(j.msg.Topic)
 	}
 	hop := stream + ":" + j.ev.Meta("uri")
-	if prev, ok := j.ev.Message["triggered_by"].(string); ok && prev != "" {
+	if prev, ok := j.ev.Get(rules.FieldTriggeredBy).(string); ok && prev != "" {
 		return prev + "," + hop
 	}
 	return hop

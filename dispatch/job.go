@@ -97,16 +97,3 @@ func eventTime(v any) (time.Time, bool) {
 	}
 	return time.Time{}, false
 }
-
-// field walks nested objects of an event.
-func field(m map[string]any, path ...string) any {
-	var v any = m
-	for _, k := range path {
-		o, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = o[k]
-	}
-	return v
-}

@@ -15,7 +15,7 @@ import (
 // change what was signed. The value of the last "stream" key of the last
 // "meta" object (the one encoding/json would keep) is replaced; without
 // one, "stream" is inserted as meta's first key. raw must be a JSON object
-// with an object at "meta" (rules.ParseEvent has checked that).
+// with an object at "meta" (Rule.ParseEvent has checked that).
 func SetMetaStream(raw []byte, stream string) ([]byte, error) {
 	val, err := json.Marshal(stream)
 	if err != nil {

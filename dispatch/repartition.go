@@ -388,7 +388,7 @@ func (r *Repartitioner) route(ctx context.Context, msg *Message) (topic string, 
 			r.cfg.Names.Emitter(r.Name()), r.cfg.Names.ErrorStream(), time.Now())
 		return r.cfg.Names.Error(), -1, nil, b, true, nil
 	}
-	ev, perr := rules.ParseEvent(msg.Value)
+	ev, perr := r.cfg.Rule.ParseEvent(msg.Value)
 	if perr != nil {
 		return fault(nil, perr.Error())
 	}

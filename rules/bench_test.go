@@ -5,23 +5,38 @@ import (
 	"testing"
 )
 
-func benchEvent(b *testing.B) *Event {
+// benchRaw returns the 1.1 KB refreshLinks job event of testdata.
+func benchRaw(b *testing.B) []byte {
 	raw, err := os.ReadFile("testdata/refreshLinks.json")
 	if err != nil {
 		b.Fatal(err)
 	}
-	return mustEvent(b, string(raw))
+	return raw
 }
 
+func benchEvent(b *testing.B) *Event { return mustEvent(b, string(benchRaw(b))) }
+
 func BenchmarkParseEvent(b *testing.B) {
-	raw, err := os.ReadFile("testdata/refreshLinks.json")
-	if err != nil {
-		b.Fatal(err)
-	}
+	raw := benchRaw(b)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
 		if _, err := ParseEvent(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseEventProjected decodes the same event as the production
+// refreshLinks rule reads it: only its paths and the service fields are
+// built; the rest is checked and passed over.
+func BenchmarkParseEventProjected(b *testing.B) {
+	raw := benchRaw(b)
+	r := loadJobQueue(b).Rule("refreshLinks")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := r.ParseEvent(raw); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -120,6 +135,51 @@ func BenchmarkChangepropPageEdit(b *testing.B) {
 			b.Fatal("no match")
 		}
 		if reqs, err := m.Requests(ev); err != nil || len(reqs) != 1 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkJob is the rules work of one job for the production refreshLinks
+// rule, as the dispatcher does it: decode for the rule, evaluate, expand
+// the concurrency key and the request, classify the answer.
+func BenchmarkJob(b *testing.B) {
+	raw := benchRaw(b)
+	r := loadJobQueue(b).Rule("refreshLinks")
+	b.ReportAllocs()
+	for b.Loop() {
+		ev, err := r.ParseEvent(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, v := r.Evaluate(ev)
+		if v != Matched {
+			b.Fatal(v)
+		}
+		if key, _ := r.ConcurrencyKey.Text(m.Scope(ev)); key != "enwiki" {
+			b.Fatal(key)
+		}
+		reqs, err := m.Requests(ev)
+		if err != nil || len(reqs) != 1 {
+			b.Fatal(err)
+		}
+		if r.Classify(200, nil, nil) != Done {
+			b.Fatal("not done")
+		}
+	}
+}
+
+// BenchmarkTemplateText expands a key template with literal text and an
+// encoded value, as limiter keys are ('html:{message.meta.uri}').
+func BenchmarkTemplateText(b *testing.B) {
+	t, err := ParseTemplate("html:{message.meta.uri}")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := benchEvent(b).Scope()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := t.Text(s); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -27,6 +27,7 @@ func mustLoad(t testing.TB, src string) *Config {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
+	recorder.rules(c.Rules)
 	return c
 }
 

@@ -6,8 +6,10 @@
 // events against rules, expands the exec templates of a match into HTTP
 // requests (or, for an exec kafka:///<stream>, into events to produce),
 // builds and reads the Action API requests of fanout rules and the PURGE
-// requests of purge rules, and maps each response to an Outcome. Handling an event never
-// parses a pattern or a template.
+// requests of purge rules, and maps each response to an Outcome. Handling
+// an event never parses a pattern or a template, and Rule.ParseEvent
+// decodes only the parts of an event that its rule can read
+// (projection.go).
 //
 // It does not talk to Kafka, HTTP servers or Redis, and it does not log:
 // the dispatcher does all of that with what this package returns. Loading
@@ -25,7 +27,7 @@
 //		}
 //	}
 //
-//	ev, err := rules.ParseEvent(msg.Value) // ErrNotJSON, ErrNoMeta: error topic
+//	ev, err := rule.ParseEvent(msg.Value) // ErrNotJSON, ErrNoMeta: error topic
 //	m, ok := rule.Match(ev)
 //	if !ok {
 //		return // not for this rule: commit

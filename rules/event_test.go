@@ -15,6 +15,7 @@ func mustEvent(t testing.TB, raw string) *Event {
 	if err != nil {
 		t.Fatalf("ParseEvent(%s): %v", raw, err)
 	}
+	recorder.event(raw)
 	return ev
 }
 
@@ -65,7 +66,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, err := decodeObject(data)
+		got, err := decodeObject(data, nil)
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber()
 		var want any

@@ -79,9 +79,11 @@ func (p *problems) decodeFanout(r *Rule, o *object) {
 		}
 		f.List = v
 	}
-	title, _ := ParseTemplate("{{message.page_title}}")
+	var title *Template
 	if tn, tpath := fo.get("title"); !isNull(tn) {
 		title = p.template(r, tn, tpath)
+	} else {
+		title = r.useDefault("{{message.page_title}}")
 	}
 	var namespaces []string
 	if nn, npath := fo.get("namespace"); !isNull(nn) {
@@ -108,9 +110,10 @@ func (p *problems) decodeFanout(r *Rule, o *object) {
 			f.Limit = v
 		}
 	}
-	f.Domain, _ = ParseTemplate("{{message.meta.domain}}")
 	if dn, dpath := fo.get("domain"); !isNull(dn) {
 		f.Domain = p.template(r, dn, dpath)
+	} else {
+		f.Domain = r.useDefault("{{message.meta.domain}}")
 	}
 	if sn, spath := fo.get("stream"); !isNull(sn) {
 		if v, ok := p.str(sn, spath); ok {

@@ -7,7 +7,8 @@ import (
 )
 
 // FuzzMatch loads a rule with a fuzzed match pattern and matches a fuzzed
-// event against it: neither may panic, and matching must be deterministic.
+// event against it: neither may panic, matching must be deterministic, and
+// the event decoded for the rule must give what the full decode gives.
 func FuzzMatch(f *testing.F) {
 	seeds := []struct{ pattern, event string }{
 		{"{type: refreshLinks}", `{"meta":{},"type":"refreshLinks"}`},
@@ -41,6 +42,9 @@ func FuzzMatch(f *testing.F) {
 		_, again := r.Match(ev)
 		if ok != again {
 			t.Fatal("Match is not deterministic")
+		}
+		if d := diffDecodes(r, []byte(event), ev); d != "" {
+			t.Fatalf("decoded for the rule:\n%s", d)
 		}
 		if ok {
 			if _, err := m.Requests(ev); err != nil {

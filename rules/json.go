@@ -10,8 +10,12 @@ import (
 // decodeObject decodes a JSON object into the values encoding/json would
 // produce with UseNumber (map[string]any, []any, string, json.Number, bool,
 // nil), about three times faster: events are decoded once each, on the hot
-// path. FuzzDecodeJSON holds it to encoding/json's results.
-func decodeObject(data []byte) (map[string]any, error) {
+// path. With a projection it builds only the members on the projection's
+// paths and passes over the rest (projection.go); the whole input is
+// checked either way. FuzzDecodeJSON holds the full decode to
+// encoding/json's results, FuzzProjectedDecode the projected one to the
+// full one.
+func decodeObject(data []byte, p *projection) (map[string]any, error) {
 	// Strings and numbers without escapes are substrings of one copy of
 	// the input: one allocation instead of one per value.
 	d := jsonDecoder{data: data, src: string(data)}
@@ -22,7 +26,10 @@ func decodeObject(data []byte) (map[string]any, error) {
 		}
 		return nil, errNotObject
 	}
-	v, err := d.value(0)
+	if p == nil {
+		p = everything
+	}
+	v, err := d.projected(p, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +65,11 @@ func (d *jsonDecoder) space() {
 	}
 }
 
-func (d *jsonDecoder) value(depth int) (any, error) {
+// value reads one value at nesting depth depth. With build false it only
+// checks the syntax and moves past the value, allocating nothing: the
+// projected decode passes over what a rule does not read this way, so that
+// it accepts and rejects exactly the inputs the full decode does.
+func (d *jsonDecoder) value(depth int, build bool) (any, error) {
 	if depth > maxJSONDepth {
 		return nil, errBadJSON
 	}
@@ -69,75 +80,56 @@ func (d *jsonDecoder) value(depth int) (any, error) {
 	switch c := d.data[d.pos]; c {
 	case '{':
 		d.pos++
-		m := make(map[string]any)
-		d.space()
-		if d.pos < len(d.data) && d.data[d.pos] == '}' {
-			d.pos++
+		var m map[string]any
+		if build {
+			m = make(map[string]any)
+		}
+		if d.closes('}') {
 			return m, nil
 		}
 		for {
-			d.space()
-			if d.pos >= len(d.data) || d.data[d.pos] != '"' {
-				return nil, errBadJSON
-			}
-			k, err := d.str()
+			k, err := d.key(build)
 			if err != nil {
 				return nil, err
 			}
-			d.space()
-			if d.pos >= len(d.data) || d.data[d.pos] != ':' {
-				return nil, errBadJSON
-			}
-			d.pos++
-			v, err := d.value(depth + 1)
+			v, err := d.value(depth+1, build)
 			if err != nil {
 				return nil, err
 			}
-			m[k] = v
-			d.space()
-			if d.pos >= len(d.data) {
-				return nil, errBadJSON
+			if build {
+				m[k] = v
 			}
-			switch d.data[d.pos] {
-			case ',':
-				d.pos++
-			case '}':
-				d.pos++
-				return m, nil
-			default:
-				return nil, errBadJSON
+			if more, err := d.next('}'); err != nil || !more {
+				return m, err
 			}
 		}
 	case '[':
 		d.pos++
-		a := []any{}
-		d.space()
-		if d.pos < len(d.data) && d.data[d.pos] == ']' {
-			d.pos++
+		var a []any
+		if build {
+			a = []any{}
+		}
+		if d.closes(']') {
 			return a, nil
 		}
 		for {
-			v, err := d.value(depth + 1)
+			v, err := d.value(depth+1, build)
 			if err != nil {
 				return nil, err
 			}
-			a = append(a, v)
-			d.space()
-			if d.pos >= len(d.data) {
-				return nil, errBadJSON
+			if build {
+				a = append(a, v)
 			}
-			switch d.data[d.pos] {
-			case ',':
-				d.pos++
-			case ']':
-				d.pos++
-				return a, nil
-			default:
-				return nil, errBadJSON
+			if more, err := d.next(']'); err != nil || !more {
+				return a, err
 			}
 		}
 	case '"':
-		return d.str()
+		if build {
+			return d.str()
+		}
+		_, err := d.skipString()
+		return nil, err
 	case 't':
 		return d.word("true", true)
 	case 'f':
@@ -146,10 +138,78 @@ func (d *jsonDecoder) value(depth int) (any, error) {
 		return d.word("null", nil)
 	default:
 		if c == '-' || (c >= '0' && c <= '9') {
-			return d.number()
+			start := d.pos
+			if err := d.number(); err != nil || !build {
+				return nil, err
+			}
+			return json.Number(d.src[start:d.pos]), nil
 		}
 	}
 	return nil, errBadJSON
+}
+
+// closes passes over white space and reports whether the container just
+// opened ends at once; it then consumes the closing byte too.
+func (d *jsonDecoder) closes(end byte) bool {
+	d.space()
+	if d.pos < len(d.data) && d.data[d.pos] == end {
+		d.pos++
+		return true
+	}
+	return false
+}
+
+// key reads an object member's name and the colon after it; with build
+// false it checks the name and returns "".
+func (d *jsonDecoder) key(build bool) (k string, err error) {
+	if err := d.quote(); err != nil {
+		return "", err
+	}
+	if build {
+		k, err = d.str()
+	} else {
+		_, err = d.skipString()
+	}
+	if err != nil {
+		return "", err
+	}
+	return k, d.colon()
+}
+
+// quote passes over white space up to the opening quote of a member's name.
+func (d *jsonDecoder) quote() error {
+	d.space()
+	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+		return errBadJSON
+	}
+	return nil
+}
+
+// colon passes over the white space and the colon after a member's name.
+func (d *jsonDecoder) colon() error {
+	d.space()
+	if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+		return errBadJSON
+	}
+	d.pos++
+	return nil
+}
+
+// next reads what follows a member or element: a comma (more is true) or
+// the container's closing byte end (more is false, err nil).
+func (d *jsonDecoder) next(end byte) (more bool, err error) {
+	d.space()
+	if d.pos < len(d.data) {
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+			return true, nil
+		case end:
+			d.pos++
+			return false, nil
+		}
+	}
+	return false, errBadJSON
 }
 
 func (d *jsonDecoder) word(w string, v any) (any, error) {
@@ -162,10 +222,9 @@ func (d *jsonDecoder) word(w string, v any) (any, error) {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// number reads a number with JSON's grammar:
+// number passes over a number with JSON's grammar:
 // -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
-func (d *jsonDecoder) number() (any, error) {
-	start := d.pos
+func (d *jsonDecoder) number() error {
 	data := d.data
 	if data[d.pos] == '-' {
 		d.pos++
@@ -178,12 +237,12 @@ func (d *jsonDecoder) number() (any, error) {
 			d.pos++
 		}
 	default:
-		return nil, errBadJSON
+		return errBadJSON
 	}
 	if d.pos < len(data) && data[d.pos] == '.' {
 		d.pos++
 		if d.pos >= len(data) || !isDigit(data[d.pos]) {
-			return nil, errBadJSON
+			return errBadJSON
 		}
 		for d.pos < len(data) && isDigit(data[d.pos]) {
 			d.pos++
@@ -195,116 +254,134 @@ func (d *jsonDecoder) number() (any, error) {
 			d.pos++
 		}
 		if d.pos >= len(data) || !isDigit(data[d.pos]) {
-			return nil, errBadJSON
+			return errBadJSON
 		}
 		for d.pos < len(data) && isDigit(data[d.pos]) {
 			d.pos++
 		}
 	}
-	return json.Number(d.src[start:d.pos]), nil
+	return nil
 }
 
 // str reads a string, replacing invalid UTF-8 and lone surrogates with
 // U+FFFD as encoding/json does.
 func (d *jsonDecoder) str() (string, error) {
-	d.pos++ // opening quote
-	start := d.pos
+	start := d.pos + 1
+	plain, err := d.skipString()
+	if err != nil {
+		return "", err
+	}
+	end := d.pos - 1 // the closing quote
+	s := d.data[start:end]
+	if !plain {
+		return string(unescape(make([]byte, 0, len(s)), s)), nil
+	}
+	if utf8.Valid(s) {
+		return d.src[start:end], nil
+	}
+	return string(appendValidUTF8(nil, s)), nil
+}
+
+// stopsString marks the bytes at which a scan through a string must look
+// closer: the closing quote, an escape, a control character (an error).
+var stopsString = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
+// skipString passes over the string at d.pos (its opening quote), checking
+// its escapes. plain reports that it has none: its text is its bytes.
+func (d *jsonDecoder) skipString() (plain bool, err error) {
 	data := d.data
-	// Fast path: no escapes, ASCII or valid UTF-8.
-	for d.pos < len(data) {
-		c := data[d.pos]
-		if c == '"' {
-			s := data[start:d.pos]
-			d.pos++
-			if utf8.Valid(s) {
-				return d.src[start : d.pos-1], nil
+	i := d.pos + 1
+	plain = true
+	for {
+		for i < len(data) && !stopsString[data[i]] {
+			i++
+		}
+		if i >= len(data) || data[i] < 0x20 {
+			return false, errBadJSON
+		}
+		if data[i] == '"' {
+			d.pos = i + 1
+			return plain, nil
+		}
+		plain = false
+		if i+1 >= len(data) {
+			return false, errBadJSON
+		}
+		switch data[i+1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			i += 2
+		case 'u':
+			if _, ok := hex4(data[i+2:]); !ok {
+				return false, errBadJSON
 			}
-			return string(appendValidUTF8(nil, s)), nil
+			i += 6
+		default:
+			return false, errBadJSON
 		}
-		if c == '\\' {
-			break
-		}
-		if c < 0x20 {
-			return "", errBadJSON
-		}
-		d.pos++
 	}
-	if d.pos >= len(data) {
-		return "", errBadJSON
-	}
-	buf := appendValidUTF8(make([]byte, 0, d.pos-start+16), data[start:d.pos])
-	for d.pos < len(data) {
-		c := data[d.pos]
-		switch {
-		case c == '"':
-			d.pos++
-			return string(buf), nil
-		case c < 0x20:
-			return "", errBadJSON
-		case c != '\\':
-			end := d.pos
-			for end < len(data) && data[end] != '"' && data[end] != '\\' && data[end] >= 0x20 {
-				end++
+}
+
+// unescape appends the text of s, the inside of a string that skipString
+// has checked, decoding its escapes.
+func unescape(dst, s []byte) []byte {
+	for i := 0; i < len(s); {
+		if s[i] != '\\' {
+			j := i
+			for j < len(s) && s[j] != '\\' {
+				j++
 			}
-			buf = appendValidUTF8(buf, data[d.pos:end])
-			d.pos = end
+			dst = appendValidUTF8(dst, s[i:j])
+			i = j
 			continue
 		}
-		d.pos++
-		if d.pos >= len(data) {
-			return "", errBadJSON
-		}
-		e := data[d.pos]
-		d.pos++
+		e := s[i+1]
+		i += 2
 		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
 		case 'b':
-			buf = append(buf, '\b')
+			dst = append(dst, '\b')
 		case 'f':
-			buf = append(buf, '\f')
+			dst = append(dst, '\f')
 		case 'n':
-			buf = append(buf, '\n')
+			dst = append(dst, '\n')
 		case 'r':
-			buf = append(buf, '\r')
+			dst = append(dst, '\r')
 		case 't':
-			buf = append(buf, '\t')
+			dst = append(dst, '\t')
 		case 'u':
-			r, ok := d.hex4()
-			if !ok {
-				return "", errBadJSON
-			}
+			r, _ := hex4(s[i:])
+			i += 4
 			if utf16.IsSurrogate(r) {
-				r2 := rune(-1)
-				if d.pos+1 < len(data) && data[d.pos] == '\\' && data[d.pos+1] == 'u' {
-					save := d.pos
-					d.pos += 2
-					var ok2 bool
-					if r2, ok2 = d.hex4(); !ok2 {
-						return "", errBadJSON
-					}
+				if len(s)-i >= 6 && s[i] == '\\' && s[i+1] == 'u' {
+					r2, _ := hex4(s[i+2:])
 					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-						buf = utf8.AppendRune(buf, dec)
+						dst = utf8.AppendRune(dst, dec)
+						i += 6
 						continue
 					}
-					d.pos = save
 				}
 				r = utf8.RuneError
 			}
-			buf = utf8.AppendRune(buf, r)
-		default:
-			return "", errBadJSON
+			dst = utf8.AppendRune(dst, r)
+		default: // '"', '\\', '/'
+			dst = append(dst, e)
 		}
 	}
-	return "", errBadJSON
+	return dst
 }
 
-func (d *jsonDecoder) hex4() (rune, bool) {
-	if len(d.data)-d.pos < 4 {
+// hex4 reads the four hex digits of a \u escape at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
 		return 0, false
 	}
 	var r rune
-	for _, c := range d.data[d.pos : d.pos+4] {
+	for _, c := range b[:4] {
 		switch {
 		case c >= '0' && c <= '9':
 			c -= '0'
@@ -317,7 +394,6 @@ func (d *jsonDecoder) hex4() (rune, bool) {
 		}
 		r = r<<4 | rune(c)
 	}
-	d.pos += 4
 	return r, true
 }
 

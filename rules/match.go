@@ -60,7 +60,9 @@ type Match struct {
 }
 
 // Scope returns the template scope of ev under this match.
-func (m *Match) Scope(ev *Event) Scope { return Scope{Message: ev.Message, Match: m.Captures} }
+func (m *Match) Scope(ev *Event) Scope {
+	return Scope{Message: m.Rule.eventFor(ev).Message, Match: m.Captures}
+}
 
 // Match picks the first matching case, applying discard_canary_events and
 // the case's sample. ok is false when the rule does not act on the event;
@@ -74,13 +76,17 @@ func (r *Rule) Match(ev *Event) (m *Match, ok bool) {
 // verdict is Matched. The first case whose patterns match decides: when its
 // sample drops the event, later cases are not tried.
 func (r *Rule) Evaluate(ev *Event) (*Match, Verdict) {
+	ev = r.eventFor(ev)
 	if r.DiscardCanaryEvents && ev.Meta("domain") == "canary" {
 		return nil, Canary
 	}
+	var caps *captures
+	if r.captures {
+		caps = &captures{}
+	}
 	for _, c := range r.Cases {
-		var caps *captures
-		if r.captures {
-			caps = &captures{}
+		if caps != nil {
+			caps.root = nil // a case that failed may have recorded some
 		}
 		if !c.test(ev.Message, caps) {
 			continue

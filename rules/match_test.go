@@ -192,3 +192,21 @@ cases:
 		t.Errorf("kept %d of 2000 at rate 0.5", kept)
 	}
 }
+
+// TestMatchCapturesOfAFailedCase: a case that recorded a capture and then
+// failed leaves nothing to the case that matches.
+func TestMatchCapturesOfAFailedCase(t *testing.T) {
+	r := ruleWith(t, `
+cases:
+  - match: {meta: {uri: '/^(a)/'}, type: x}
+    exec: {uri: 'http://x/{{match.meta.uri[1]}}'}
+  - exec: {uri: 'http://y/{{match.meta.uri[1]}}'}`)
+	ev := mustEvent(t, `{"meta":{"uri":"abc"},"type":"y"}`)
+	m, ok := r.Match(ev)
+	if !ok || m.Captures != nil {
+		t.Fatalf("match %v, captures %v", ok, m.Captures)
+	}
+	if reqs, err := m.Requests(ev); err != nil || reqs[0].URI != "http://y/" {
+		t.Errorf("requests %+v %v", reqs, err)
+	}
+}

@@ -19,12 +19,13 @@ type Partitioner struct {
 	// Default is partition_default: the partition of values not in Map.
 	Default int
 
-	key []segment
+	key  []segment
+	rule *Rule // the rule it belongs to
 }
 
 // KeyValue returns the event's value at Key as text ("" when absent).
 func (p *Partitioner) KeyValue(ev *Event) string {
-	var v any = ev.Message
+	var v any = p.rule.eventFor(ev).Message
 	for _, s := range p.key {
 		v = step(v, s)
 	}
@@ -47,7 +48,7 @@ func (p *problems) decodePartitioner(r *Rule, o *object) {
 		}
 		return
 	}
-	pt := &Partitioner{}
+	pt := &Partitioner{rule: r}
 	pt.Stream = p.template(r, sn, spath)
 	if kn == nil {
 		p.add(kpath, "required with partition_stream")

@@ -69,13 +69,12 @@ func (p *problems) decodePurge(r *Rule, o *object) {
 			if t, err := ParseTemplate(list[i]); err != nil {
 				p.add(ipath, "%v", err)
 			} else {
-				r.captures = r.captures || t.usesMatch
+				r.use(t)
 				pu.URIs = append(pu.URIs, t)
 			}
 		}
 	} else {
-		t, _ := ParseTemplate("{{message.meta.uri}}")
-		pu.URIs = []*Template{t}
+		pu.URIs = []*Template{r.useDefault("{{message.meta.uri}}")}
 	}
 	po.finish()
 	r.Purge = pu

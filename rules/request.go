@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"fmt"
 	"net/url"
 	"strings"
@@ -70,6 +71,7 @@ func (m *Match) Requests(ev *Event) ([]Request, error) {
 	if len(execs) == 0 {
 		return nil, nil
 	}
+	ev = m.Rule.eventFor(ev)
 	s := m.Scope(ev)
 	out := make([]Request, len(execs))
 	for i, x := range execs {
@@ -80,7 +82,8 @@ func (m *Match) Requests(ev *Event) ([]Request, error) {
 	return out, nil
 }
 
-// Expand expands the request template for ev in scope s.
+// Expand expands the request template for ev in scope s, the scope of ev
+// under its match (Match.Scope).
 func (x *Exec) Expand(ev *Event, s Scope) (Request, error) {
 	var r Request
 	err := x.expand(&r, s, ev)
@@ -103,7 +106,7 @@ func (x *Exec) expand(r *Request, s Scope, ev *Event) error {
 			return fmt.Errorf("uri: %w", err)
 		}
 		sep := byte('?')
-		if strings.IndexByte(string(b), '?') >= 0 {
+		if bytes.IndexByte(b, '?') >= 0 {
 			sep = '&'
 		}
 		for _, q := range x.query {
@@ -123,16 +126,12 @@ func (x *Exec) expand(r *Request, s Scope, ev *Event) error {
 	if len(x.headers) > 0 {
 		r.Headers = make([]Header, 0, len(x.headers))
 		for _, h := range x.headers {
-			v, err := h.t.Value(s)
+			text, ok, err := h.t.textOrNone(s)
 			if err != nil {
 				return fmt.Errorf("headers.%s: %w", h.name, err)
 			}
-			if v == nil {
-				continue // a missing value drops the header
-			}
-			text, ok := v.(string)
 			if !ok {
-				text = string(appendValue(nil, v))
+				continue // a missing value drops the header
 			}
 			if h.name == "content-type" && isJSONType(text) {
 				jsonBody = true

@@ -51,6 +51,8 @@ type Rule struct {
 	Purge          *Purge          // purge: non-nil makes the rule purge caches (run its Instances)
 
 	captures  bool              // some template reads "match": record regex groups
+	templates []*Template       // every template compiled for the rule, for project
+	proj      *projection       // what ParseEvent decodes; nil: everything
 	blacklist map[string]titles // compiled Blacklist
 	paths     map[string]string // key -> path it was read from, for messages
 	instances []*Rule           // a purge rule's per-cache copies
@@ -263,7 +265,8 @@ func (p *problems) decodeRule(c *Config, name string, n *yaml.Node, path string,
 	p.decodePurge(r, o)
 	p.decodeCases(r, o)
 	o.finish()
-	r.makeInstances()
+	r.proj = project(r)
+	r.makeInstances() // after project: the instances share the projection
 	return r
 }
 
@@ -331,7 +334,24 @@ func (p *problems) template(r *Rule, n *yaml.Node, path string) *Template {
 		p.add(path, "%v", err)
 		return nil
 	}
+	r.use(t)
+	return t
+}
+
+// use records a template compiled for the rule.
+func (r *Rule) use(t *Template) {
 	r.captures = r.captures || t.usesMatch
+	r.templates = append(r.templates, t)
+}
+
+// useDefault compiles and records a template the rule uses when its
+// configuration names none; src must be valid.
+func (r *Rule) useDefault(src string) *Template {
+	t, err := ParseTemplate(src)
+	if err != nil {
+		panic("rules: default template " + src + ": " + err.Error())
+	}
+	r.use(t)
 	return t
 }
 

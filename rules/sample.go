@@ -64,6 +64,7 @@ func (p *problems) compileSample(r *Rule, n *yaml.Node, path string) *Sample {
 	}
 	if s.HashTemplate == nil {
 		s.HashTemplate, _ = ParseTemplate(DefaultSampleHash)
+		r.use(s.HashTemplate)
 	}
 	o.finish()
 	return s

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -140,13 +141,41 @@ func (t *Template) Text(s Scope) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if str, ok := v.(string); ok {
-			return str, nil
-		}
-		return string(appendValue(nil, v)), nil
+		return valueText(v), nil
 	}
-	b, err := t.AppendText(nil, s)
+	var buf [128]byte
+	b, err := t.AppendText(buf[:0], s)
 	return string(b), err
+}
+
+// textOrNone is Text, except that ok is false when the template is exactly
+// one {{expr}} whose value is null or missing (Value's nil).
+func (t *Template) textOrNone(s Scope) (text string, ok bool, err error) {
+	if t.whole == nil {
+		text, err = t.Text(s)
+		return text, err == nil, err
+	}
+	v, err := t.whole.eval(s)
+	if err != nil {
+		return "", false, err
+	}
+	switch v.(type) {
+	case nil, undefinedValue:
+		return "", false, nil
+	}
+	return valueText(v), true, nil
+}
+
+// valueText is appendValue's text of v, without a copy for strings and
+// numbers.
+func valueText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case json.Number:
+		return string(x)
+	}
+	return string(appendValue(nil, v))
 }
 
 // AppendText appends the expanded template to dst.

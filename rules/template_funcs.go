@@ -103,8 +103,12 @@ func fnDate(args []any) (any, error) {
 }
 
 func parseDate(s string) (time.Time, error) {
-	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.UnixMilli(ms), nil
+	// ParseInt only where it can succeed: its error costs two allocations,
+	// and most dates are ISO strings.
+	if isInteger(s) {
+		if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return time.UnixMilli(ms), nil
+		}
 	}
 	for _, layout := range dateLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
@@ -112,6 +116,23 @@ func parseDate(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("not a date: %q", s)
+}
+
+// isInteger reports whether s has the form strconv.ParseInt accepts in
+// base 10: an optional sign and at least one digit.
+func isInteger(s string) bool {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func fnDecode(args []any) (any, error) {

@@ -2,8 +2,10 @@ package rules
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -163,4 +165,16 @@ func FuzzTemplate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestIsInteger holds isInteger to what strconv.ParseInt(s, 10, 64) takes
+// for a number, in range or not.
+func TestIsInteger(t *testing.T) {
+	for _, s := range []string{"", "+", "-", "0", "-1", "+5", "007", "12a", "1_000", "0x10", " 1", "1 ", "1.5", "1e3",
+		"\uff11", "99999999999999999999", "-9223372036854775809", "2024-05-06T07:08:09Z", "1714979289000"} {
+		_, err := strconv.ParseInt(s, 10, 64)
+		if want := err == nil || errors.Is(err, strconv.ErrRange); isInteger(s) != want {
+			t.Errorf("isInteger(%q) = %v, want %v", s, !want, want)
+		}
+	}
 }
