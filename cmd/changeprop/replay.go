@@ -65,6 +65,8 @@ func cmdReplay(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	stderr = redact(stderr, cfg.Secrets())
+	log, _ = newLogger(stderr, *level)
 	ctx, stop := signalContext(log)
 	defer stop()
 
@@ -115,7 +117,7 @@ func replay(ctx context.Context, cfg *rules.Config, opt replayOptions, out io.Wr
 	reader := func(topic string) kafka.ReaderConfig {
 		return kafka.ReaderConfig{
 			Brokers:    cfg.Kafka.Brokers,
-			Properties: []map[string]string{cfg.Kafka.Consumer},
+			Properties: cfg.ConsumerProperties(nil),
 			Topic:      topic,
 			Log:        log.With().Str("client", "reader").Logger(),
 		}
@@ -139,7 +141,7 @@ func replay(ctx context.Context, cfg *rules.Config, opt replayOptions, out io.Wr
 	if !opt.dryRun {
 		prod, err := kafka.NewProducer(kafka.ProducerConfig{
 			Brokers:    cfg.Kafka.Brokers,
-			Properties: []map[string]string{cfg.Kafka.Producer},
+			Properties: cfg.ProducerProperties(),
 			Log:        log.With().Str("client", "producer").Logger(),
 		})
 		if err != nil {
