@@ -27,7 +27,11 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if leak := checkSuiteLeaks(); code == 0 {
+		code = leak
+	}
+	os.Exit(code)
 }
 
 // process is a changeprop process started by a test. Its ctx ends when
@@ -40,9 +44,17 @@ type process struct {
 
 func startChangeprop(t *testing.T, ctx context.Context, stderr io.Writer, args ...string) *process {
 	t.Helper()
+	return startChangepropEnv(t, ctx, stderr, nil, args...)
+}
+
+// startChangepropEnv is startChangeprop with more environment variables
+// (NAME=value). The process's log is captured for the leak check too
+// (leakcheck_test.go).
+func startChangepropEnv(t *testing.T, ctx context.Context, stderr io.Writer, env []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "CHANGEPROP_AS_MAIN=1")
-	cmd.Stderr = stderr
+	cmd.Env = append(append(os.Environ(), "CHANGEPROP_AS_MAIN=1"), env...)
+	cmd.Stderr = captured(stderr)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
