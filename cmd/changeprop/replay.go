@@ -225,8 +225,10 @@ type errorEvent struct {
 		DT string `json:"dt"`
 	} `json:"meta"`
 	RawEvent string `json:"raw_event"`
-	Message  string `json:"message"`
-	Details  struct {
+	// RawEventBytes is set when RawEvent is only an excerpt.
+	RawEventBytes int    `json:"raw_event_bytes"`
+	Message       string `json:"message"`
+	Details       struct {
 		Status int `json:"status"`
 	} `json:"details"`
 	Rule  string `json:"rule"`
@@ -258,6 +260,9 @@ func parseErrorEvent(b []byte) (*errorEvent, error) {
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("no %s", strings.Join(missing, ", "))
+	}
+	if ev.RawEventBytes > 0 {
+		return nil, fmt.Errorf("raw_event is an excerpt of a %d-byte event, which cannot be replayed", ev.RawEventBytes)
 	}
 	dt, err := time.Parse(time.RFC3339Nano, ev.Meta.DT)
 	if err != nil {
