@@ -81,6 +81,7 @@ func FuzzLoad(f *testing.F) {
 		"service_name: s\nkafka: {brokers: b}\ndefaults: {exec: {uri: 'http://x/{{date(message.dt)}}'}, match_not: [{a: undefined}]}\nrules:\n  a: {topic: t}\n  b: {topic: u, cases: []}\n",
 		"service_name: s\nkafka: {brokers: b}\nrules:\n  a: {topic: t, partition_stream: 'p.{{message.meta.stream}}', partition_key: a..b, partition_map: {x: -1}}\n",
 		"service_name: s\nkafka: {brokers: b}\nrules:\n  a: {topic: t, retry_on: {status: [5xx, 600, '5y0', {a: 1}]}, ignore: {headers: {x: ['/[/', 1]}}}\n",
+		"service_name: s\nkafka: {brokers: b, properties: {sasl.password: p}, sasl_password_file: /f}\nredis: {addr: r, username: u, password: p, password_file: /f, tls: {ca_file: c, cert_file: x}}\nadmin: {token: t, listen: '127.0.0.1:1', pprof: no}\nlimits: {max_event_bytes: 1.5MiB, max_header_bytes: 0, max_request_bytes: 1e400}\nrules:\n  a: {topic: t}\n",
 	} {
 		f.Add([]byte(s))
 	}
