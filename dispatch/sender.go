@@ -114,7 +114,7 @@ func (s *HTTPSender) Send(ctx context.Context, req *rules.Request) (*Response, e
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.Method, req.URI, body)
 	if err != nil {
-		return nil, fmt.Errorf("build request %s %s: %w", req.Method, req.URI, err)
+		return nil, fmt.Errorf("build request %s %s: %w", req.Method, RedactURI(req.URI), err)
 	}
 	for _, h := range req.Headers {
 		if h.Name == "host" {
@@ -127,7 +127,7 @@ func (s *HTTPSender) Send(ctx context.Context, req *rules.Request) (*Response, e
 	if err != nil {
 		if strings.Contains(err.Error(), "server response headers exceeded") {
 			// net/http says so only in words.
-			return nil, fmt.Errorf("%s %s: %w: %v", req.Method, req.URI, ErrResponseTooLarge, err)
+			return nil, fmt.Errorf("%s %s: %w: %v", req.Method, RedactURI(req.URI), ErrResponseTooLarge, err)
 		}
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func (s *HTTPSender) Send(ctx context.Context, req *rules.Request) (*Response, e
 		_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, s.maxBody-int64(len(excerpt))))
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read response of %s %s: %w", req.Method, req.URI, err)
+		return nil, fmt.Errorf("read response of %s %s: %w", req.Method, RedactURI(req.URI), err)
 	}
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: excerpt}, nil
 }
