@@ -157,12 +157,16 @@ func TestKafkaRefusalIsClear(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			cfg := secureConfig(t, cluster, tt.ca, u, tt.password, "http://127.0.0.1:1")
-			p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Kafka.Brokers, Properties: cfg.ProducerProperties(), Log: zerolog.Nop()})
+			var logs testkit.Buffer
+			p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Kafka.Brokers, Properties: cfg.ProducerProperties(), Log: zerolog.New(&logs)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer p.Close(time.Second)
 			err = p.Check(ctx)
+			p.Close(time.Second)
+			if strings.Contains(logs.String(), tt.password) || err != nil && strings.Contains(err.Error(), tt.password) {
+				t.Errorf("the password is in the log or the error:\n%s\n%v", logs.String(), err)
+			}
 			switch {
 			case tt.want == "" && err != nil:
 				t.Fatalf("Check = %v, want nil", err)
