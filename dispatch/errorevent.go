@@ -24,18 +24,21 @@ type failure struct {
 // errorEvent is the error topic's schema (service.md), with our fields
 // rule, attempts, topic, partition and offset.
 type errorEvent struct {
-	Schema    string       `json:"$schema"`
-	Meta      eventMeta    `json:"meta"`
-	EmitterID string       `json:"emitter_id"`
-	RawEvent  string       `json:"raw_event"`
-	Message   string       `json:"message"`
-	Stack     string       `json:"stack"`
-	Details   errorDetails `json:"details"`
-	Rule      string       `json:"rule"`
-	Attempts  int          `json:"attempts"`
-	Topic     string       `json:"topic"`
-	Partition int32        `json:"partition"`
-	Offset    int64        `json:"offset"`
+	Schema    string    `json:"$schema"`
+	Meta      eventMeta `json:"meta"`
+	EmitterID string    `json:"emitter_id"`
+	RawEvent  string    `json:"raw_event"`
+	// RawEventBytes is the original's size when RawEvent holds only its
+	// first rawExcerpt bytes (the whole would not fit in a Kafka message).
+	RawEventBytes int          `json:"raw_event_bytes,omitempty"`
+	Message       string       `json:"message"`
+	Stack         string       `json:"stack"`
+	Details       errorDetails `json:"details"`
+	Rule          string       `json:"rule"`
+	Attempts      int          `json:"attempts"`
+	Topic         string       `json:"topic"`
+	Partition     int32        `json:"partition"`
+	Offset        int64        `json:"offset"`
 }
 
 type eventMeta struct {
@@ -55,8 +58,10 @@ type errorDetails struct {
 
 // newErrorEvent builds the error event for message m, whose parsed event ev
 // may be nil (when it was not JSON or had no meta). raw is the original
-// event: m's value, or the original_event of a retry.
-func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emitter, stream string, now time.Time) []byte {
+// event: m's value, or the original_event of a retry. When the error event
+// would be over maxBytes, raw_event keeps an excerpt of the original and
+// raw_event_bytes its size.
+func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emitter, stream string, now time.Time, maxBytes int) []byte {
 	e := errorEvent{
 		Schema: ErrorSchema,
 		Meta: eventMeta{
@@ -85,10 +90,31 @@ func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emi
 	if len(f.header) > 0 {
 		e.Details.Headers = make(map[string]string, len(f.header))
 		for k, v := range f.header {
-			e.Details.Headers[strings.ToLower(k)] = strings.Join(v, ", ")
+			k = strings.ToLower(k)
+			if credentialHeaders[k] {
+				e.Details.Headers[k] = "[redacted]"
+				continue
+			}
+			e.Details.Headers[k] = strings.Join(v, ", ")
 		}
 	}
-	b, err := json.Marshal(&e)
+	b := marshalErrorEvent(&e)
+	if len(b) > maxBytes && len(raw) > rawExcerpt {
+		e.RawEvent, e.RawEventBytes = string(raw[:rawExcerpt]), len(raw)
+		b = marshalErrorEvent(&e)
+	}
+	return b
+}
+
+// credentialHeaders are response headers whose values error events leave
+// out: they hand out or ask for credentials.
+var credentialHeaders = map[string]bool{
+	"set-cookie": true, "authorization": true, "proxy-authorization": true, "www-authenticate": true,
+	"proxy-authenticate": true, "cookie": true,
+}
+
+func marshalErrorEvent(e *errorEvent) []byte {
+	b, err := json.Marshal(e)
 	if err != nil {
 		// Only strings, numbers and string maps: Marshal cannot fail.
 		panic(err)

@@ -55,6 +55,8 @@ type handler struct {
 	stats       *Stats
 	metrics     ruleMetrics
 	allowHost   func(hostport string) bool // nil: every host
+	limits      rules.Limits               // bounds.go; zero fields are no bound
+	maxProduce  int                        // the largest retry or error event produced
 	log         zerolog.Logger
 	now         func() time.Time
 
@@ -75,6 +77,10 @@ const (
 func (h *handler) classify(j *job, now time.Time) (next, outcome) {
 	var skip outcome
 	var err error
+	if reason := oversizedEvent(j.msg, h.limits.MaxEventBytes); reason != "" {
+		j.phase, j.fail = phaseError, failure{message: reason}
+		return nextRun, 0
+	}
 	if strings.HasPrefix(j.msg.Topic, h.retryPrefix) {
 		skip, err = h.readRetry(j)
 	} else if h.continueTopic != "" && j.msg.Topic == h.continueTopic {
@@ -347,8 +353,13 @@ func (h *handler) send(ctx context.Context, j *job) outcome {
 // exchange sends one request through its destination's breaker and
 // classifies the answer. It returns the response with outcomeDone or
 // outcomeIgnored, or else what became of the job: blocked (waiting for the
-// destination), a retry or error event, or cancelled by shutdown.
+// destination), a retry or error event, or cancelled by shutdown. A
+// request that may not be sent (unsendable, outbound) is not: its event
+// goes to the error topic.
 func (h *handler) exchange(ctx context.Context, j *job, req *rules.Request) (*Response, outcome) {
+	if reason := h.unsendable(req); reason != "" {
+		return nil, h.toErrorTopic(ctx, j, failure{message: reason, attempts: h.attempt(j)})
+	}
 	if reason := h.outbound(req); reason != "" {
 		return nil, h.toErrorTopic(ctx, j, failure{message: reason, attempts: h.attempt(j)})
 	}
@@ -364,6 +375,10 @@ func (h *handler) exchange(ctx context.Context, j *job, req *rules.Request) (*Re
 	if errors.Is(err, ErrInvalidRequest) {
 		done(false) // not sent: the event's fault
 		return nil, h.toErrorTopic(ctx, j, failure{message: "request not sent: " + err.Error(), attempts: h.attempt(j)})
+	}
+	if errors.Is(err, ErrResponseTooLarge) {
+		done(false) // it answered: a hostile answer, not a failing destination
+		return nil, h.toErrorTopic(ctx, j, failure{message: err.Error(), attempts: h.attempt(j)})
 	}
 	f := failure{attempts: h.attempt(j)}
 	var header func(string) string
@@ -394,27 +409,27 @@ func (h *handler) exchange(ctx context.Context, j *job, req *rules.Request) (*Re
 	}
 	if err != nil {
 		f.status = rules.NetworkErrorStatus
-		f.message = fmt.Sprintf("%s %s: %v", req.Method, req.URI, err)
+		f.message = fmt.Sprintf("%s %s: %v", req.Method, RedactURI(req.URI), err)
 	} else {
-		f.message = fmt.Sprintf("%s %s: status %d", req.Method, req.URI, f.status)
+		f.message = fmt.Sprintf("%s %s: status %d", req.Method, RedactURI(req.URI), f.status)
 	}
 	return nil, h.failed(ctx, j, o, f)
 }
 
-// outbound checks an expanded request against allowed_hosts: the URI's
-// scheme must be http or https, and both the URI's host[:port] and the
-// host header (the virtual host) must be allowed. It returns why the
-// request may not be sent, or "".
+// outbound checks an expanded request, whose URI unsendable accepted,
+// against allowed_hosts: both the URI's host[:port] and the host header
+// (the virtual host) must be allowed. It returns why the request may not
+// be sent, or "".
 func (h *handler) outbound(req *rules.Request) string {
 	if h.allowHost == nil {
 		return ""
 	}
 	u, err := url.Parse(req.URI)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Sprintf("request not sent: %q is not an http(s) URI", req.URI)
+	if err != nil {
+		return fmt.Sprintf("request not sent: %q is not an http(s) URI", RedactURI(req.URI))
 	}
 	if !h.allowHost(u.Host) {
-		return fmt.Sprintf("request not sent: host %q of %s is not in allowed_hosts", u.Host, req.URI)
+		return fmt.Sprintf("request not sent: host %q of %s is not in allowed_hosts", u.Host, RedactURI(req.URI))
 	}
 	if v := req.Header("host"); v != "" && !h.allowHost(v) {
 		return fmt.Sprintf("request not sent: host header %q is not in allowed_hosts", v)
@@ -531,6 +546,11 @@ func (h *handler) toRetryTopic(ctx context.Context, j *job, left int, delay time
 	if err != nil {
 		return h.toErrorTopic(ctx, j, failure{message: "retry event: " + err.Error(), attempts: f.attempts})
 	}
+	if len(b) > h.maxProduce {
+		// Kafka would refuse it for good; the error event keeps an excerpt.
+		f.message = fmt.Sprintf("retry event of %d bytes is too large to produce: %s", len(b), f.message)
+		return h.toErrorTopic(ctx, j, f)
+	}
 	h.logJob(zerolog.InfoLevel, j).Str("reason", f.message).Int("retries_left", left).Time("due_at", r.DueAt).Msg("to retry topic")
 	if err := produceAcked(ctx, h.producer, h.log, h.names.Retry(stream), KeepPartition(h.partitioned, stream, j.msg), j.msg.Key, b, h.metrics.produced); err != nil {
 		return outcomeCancelled
@@ -547,7 +567,7 @@ func (h *handler) toErrorTopic(ctx context.Context, j *job, f failure) outcome {
 	if j.retry != nil {
 		raw = j.retry.OriginalEvent
 	}
-	b := newErrorEvent(j.msg, j.ev, raw, f, h.rule.Name, h.names.Emitter(h.rule.Name), h.names.ErrorStream(), h.now())
+	b := newErrorEvent(j.msg, j.ev, raw, f, h.rule.Name, h.names.Emitter(h.rule.Name), h.names.ErrorStream(), h.now(), h.maxProduce)
 	if err := produceAcked(ctx, h.producer, h.log, h.names.Error(), -1, nil, b, h.metrics.produced); err != nil {
 		return outcomeCancelled
 	}

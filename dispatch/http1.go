@@ -3,13 +3,16 @@ package dispatch
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"changeprop/rules"
@@ -59,7 +62,7 @@ func (s *HTTPSender) Send(ctx context.Context, req *rules.Request) (*Response, e
 	if err != nil {
 		return nil, s.timeout(ctx, req, "connect", err)
 	}
-	resp, reuse, err := c.roundTrip(ctx, req, t.path, host, deadline)
+	resp, reuse, err := c.roundTrip(ctx, req, &t, host, deadline)
 	if err != nil {
 		c.close()
 		return nil, s.timeout(ctx, req, "", err)
@@ -112,7 +115,7 @@ var headRequest = &http.Request{Method: http.MethodHead}
 
 // roundTrip writes req and reads its response. reuse reports whether the
 // connection may serve another request.
-func (c *conn) roundTrip(ctx context.Context, req *rules.Request, path, host string, deadline time.Time) (resp *Response, reuse bool, err error) {
+func (c *conn) roundTrip(ctx context.Context, req *rules.Request, t *target, host string, deadline time.Time) (resp *Response, reuse bool, err error) {
 	if err := c.nc.SetDeadline(deadline); err != nil {
 		return nil, false, err
 	}
@@ -126,7 +129,7 @@ func (c *conn) roundTrip(ctx context.Context, req *rules.Request, path, host str
 			}
 		}()
 	}
-	head, err := appendRequest(c.buf[:0], req, path, host)
+	head, err := appendRequest(c.buf[:0], req, t, host)
 	if err != nil {
 		return nil, false, err
 	}
@@ -167,7 +170,7 @@ func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
 		hr, err = http.ReadResponse(c.br, req)
 		if err != nil {
 			if errors.Is(err, errReadLimit) {
-				return nil, false, fmt.Errorf("read response: head larger than %d bytes", c.pool.opts.MaxResponseHeaderBytes)
+				return nil, false, fmt.Errorf("read response: %w: head larger than %d bytes", ErrResponseTooLarge, c.pool.opts.MaxResponseHeaderBytes)
 			}
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -182,8 +185,12 @@ func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
 		}
 		// 100 Continue, 103 Early Hints: the answer follows.
 	}
-	max := max(c.pool.opts.MaxResponseBody, int64(keep))
-	c.limit.n = max + int64(c.br.Buffered()) + 1
+	bound := c.pool.opts.MaxResponseBody
+	if keep > MaxBodyExcerpt {
+		bound = max(bound, int64(keep)) // a larger answer asked for (ResponseLimit)
+	}
+	keep = int(min(int64(keep), bound))
+	c.limit.n = bound + int64(c.br.Buffered()) + 1
 	resp := &Response{Status: hr.StatusCode, Header: hr.Header}
 	var n int
 	var err error
@@ -206,11 +213,11 @@ func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
 	case err == nil:
 		// More than the excerpt: drop the rest up to the bound.
 		var rest int64
-		rest, err = io.CopyN(io.Discard, hr.Body, max-int64(n))
+		rest, err = io.CopyN(io.Discard, hr.Body, bound-int64(n))
 		switch {
 		case err == io.EOF:
 			complete, err = true, nil
-		case err == nil && rest == max-int64(n):
+		case err == nil && rest == bound-int64(n):
 			// The bound is reached: close rather than read on, unless
 			// the body ends right here.
 			var one [1]byte
@@ -241,17 +248,19 @@ func readUpTo(r io.Reader, buf []byte) (n int, err error) {
 }
 
 // appendRequest appends the request line and head of req to dst: the
-// host header as Host, the rule's headers with canonical names, and a
-// Content-Length when there is a body (or the method expects one). A
-// header value with a control character is refused (ErrInvalidRequest).
-func appendRequest(dst []byte, req *rules.Request, path, host string) ([]byte, error) {
+// host header as Host, the rule's headers with canonical names, basic
+// authentication from the URI's user information unless the rule sets
+// authorization, and a Content-Length when there is a body (or the method
+// expects one). A header value with a control character is refused
+// (ErrInvalidRequest).
+func appendRequest(dst []byte, req *rules.Request, t *target, host string) ([]byte, error) {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
 	}
 	dst = append(dst, method...)
 	dst = append(dst, ' ')
-	dst = append(dst, path...)
+	dst = append(dst, t.path...)
 	dst = append(dst, " HTTP/1.1\r\nHost: "...)
 	dst = append(dst, host...)
 	dst = append(dst, "\r\n"...)
@@ -269,6 +278,9 @@ func appendRequest(dst []byte, req *rules.Request, path, host string) ([]byte, e
 		dst = append(dst, h.Value...)
 		dst = append(dst, "\r\n"...)
 	}
+	if t.userinfo != "" && req.Header("authorization") == "" {
+		dst = appendBasicAuth(dst, t.userinfo)
+	}
 	switch {
 	case req.Body != nil:
 		dst = append(dst, "Content-Length: "...)
@@ -278,6 +290,18 @@ func appendRequest(dst []byte, req *rules.Request, path, host string) ([]byte, e
 		dst = append(dst, "Content-Length: 0\r\n"...)
 	}
 	return append(dst, "\r\n"...), nil
+}
+
+// appendBasicAuth appends the Authorization header of user[:password],
+// decoded from its %-encoding, as net/http sends it for a URI's user
+// information.
+func appendBasicAuth(dst []byte, userinfo string) []byte {
+	user, pass, _ := strings.Cut(userinfo, ":")
+	user, _ = url.PathUnescape(user)
+	pass, _ = url.PathUnescape(pass)
+	dst = append(dst, "Authorization: Basic "...)
+	dst = base64.StdEncoding.AppendEncode(dst, []byte(user+":"+pass))
+	return append(dst, "\r\n"...)
 }
 
 // appendCanonicalName appends a header name in its canonical form

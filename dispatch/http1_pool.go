@@ -19,16 +19,18 @@ import (
 // the request target to put in the request line. Its strings are slices
 // of the URI.
 type target struct {
-	key       string // scheme://authority
+	key       string // scheme://host[:port]
 	tls       bool
 	authority string // host[:port]
+	userinfo  string // user[:password] before the host, %-encoded; usually ""
 	path      string // path and query, without the fragment
 }
 
 // parseTarget splits an absolute http(s) URI. A path or query byte that
 // may not stand in a request line (a space, a control character, a
 // non-ASCII byte) is percent-encoded, as net/http would send it; a URI
-// with user information or a malformed percent-encoding is refused.
+// with a malformed percent-encoding is refused. User information becomes
+// basic authentication, as with net/http.
 func parseTarget(uri string) (target, error) {
 	var t target
 	var rest string
@@ -38,7 +40,7 @@ func parseTarget(uri string) (target, error) {
 	case len(uri) > 8 && strings.EqualFold(uri[:8], "https://"):
 		rest, t.tls = uri[8:], true
 	default:
-		return t, fmt.Errorf("%w: %q is not an absolute http(s) URI", ErrInvalidRequest, uri)
+		return t, fmt.Errorf("%w: %q is not an absolute http(s) URI", ErrInvalidRequest, RedactURI(uri))
 	}
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {
@@ -46,8 +48,15 @@ func parseTarget(uri string) (target, error) {
 	}
 	t.authority = rest[:end]
 	t.key = uri[:len(uri)-len(rest)+end]
-	if t.authority == "" || strings.ContainsRune(t.authority, '@') || !validHost(t.authority) {
-		return t, fmt.Errorf("%w: host of %q", ErrInvalidRequest, uri)
+	if at := strings.LastIndexByte(t.authority, '@'); at >= 0 {
+		t.userinfo, t.authority = t.authority[:at], t.authority[at+1:]
+		t.key = uri[:len(uri)-len(rest)] + t.authority
+		if !validEscapes(t.userinfo) {
+			return t, fmt.Errorf("%w: malformed %%-encoding in the user information of %q", ErrInvalidRequest, RedactURI(uri))
+		}
+	}
+	if t.authority == "" || !validHost(t.authority) {
+		return t, fmt.Errorf("%w: host of %q", ErrInvalidRequest, RedactURI(uri))
 	}
 	p := rest[end:]
 	if i := strings.IndexByte(p, '#'); i >= 0 {
@@ -57,7 +66,7 @@ func parseTarget(uri string) (target, error) {
 		p = "/" + p
 	}
 	if !validEscapes(p) {
-		return t, fmt.Errorf("%w: malformed %%-encoding in %q", ErrInvalidRequest, uri)
+		return t, fmt.Errorf("%w: malformed %%-encoding in %q", ErrInvalidRequest, RedactURI(uri))
 	}
 	t.path = escapeTarget(p)
 	return t, nil

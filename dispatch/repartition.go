@@ -76,7 +76,10 @@ type RepartitionerConfig struct {
 	MaxBatch int
 	// TxnTimeout bounds one commit or abort. Default 30s.
 	TxnTimeout time.Duration
-	Log        zerolog.Logger
+	// MaxEventBytes, when positive, sends larger events to the error topic
+	// instead of forwarding them (limits.max_event_bytes).
+	MaxEventBytes int
+	Log           zerolog.Logger
 }
 
 // Repartitioner runs a partitioner rule (rules.md "Repartitioning"): it
@@ -385,8 +388,11 @@ func (r *Repartitioner) route(ctx context.Context, msg *Message) (topic string, 
 		r.log.Warn().Str("topic", msg.Topic).Int32("partition", msg.Partition).Int64("offset", msg.Offset).
 			Str("reason", reason).Msg("to error topic")
 		b := newErrorEvent(msg, ev, msg.Value, failure{message: reason}, r.Name(),
-			r.cfg.Names.Emitter(r.Name()), r.cfg.Names.ErrorStream(), time.Now())
+			r.cfg.Names.Emitter(r.Name()), r.cfg.Names.ErrorStream(), time.Now(), DefaultMaxProduceBytes)
 		return r.cfg.Names.Error(), -1, nil, b, true, nil
+	}
+	if reason := oversizedEvent(msg, r.cfg.MaxEventBytes); reason != "" {
+		return fault(nil, reason)
 	}
 	ev, perr := r.cfg.Rule.ParseEvent(msg.Value)
 	if perr != nil {

@@ -285,25 +285,7 @@ func TestRepartitionerExactlyOnceOverAborts(t *testing.T) {
 		Names:          Names{ServiceName: "cpjobqueue"},
 		CommitInterval: time.Millisecond, MaxBatch: 37, Log: zerolog.Nop(),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for len(f.outputs()) < len(sources)+1 {
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("%d of %d written", len(f.outputs()), len(sources)+1)
-		}
-	}
-	cancel()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	runUntilWritten(t, r, f, len(sources)+1)
 	out := f.outputs()
 	if len(out) != len(sources)+1 {
 		t.Fatalf("%d records written, want %d", len(out), len(sources)+1)

@@ -45,7 +45,17 @@ type RunnerConfig struct {
 	// host header (allowed_hosts); a request it refuses is not sent and its
 	// event goes to the error topic.
 	AllowHost func(hostport string) bool
-	Names     Names // names of the error and retry topics
+	// Limits bound the events read and the requests expanded
+	// (MaxEventBytes, MaxRequestBytes, MaxHeaderBytes; zero is no bound):
+	// an event over them goes to the error topic. The response bounds are
+	// the Sender's.
+	Limits rules.Limits
+	// MaxProduceBytes is the largest retry or error event produced
+	// (default DefaultMaxProduceBytes): a retry event over it becomes an
+	// error event, and an error event over it keeps an excerpt of the
+	// original event.
+	MaxProduceBytes int
+	Names           Names // names of the error and retry topics
 	// Partitioned names the repartitioned streams (PartitionedStreams):
 	// retries and re-enqueued jobs of these keep their partition.
 	Partitioned     map[string]bool
@@ -147,6 +157,9 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	if cfg.MaxBacklog <= 0 {
 		cfg.MaxBacklog = 256
 	}
+	if cfg.MaxProduceBytes <= 0 {
+		cfg.MaxProduceBytes = DefaultMaxProduceBytes
+	}
 	tuning := TuningOf(cfg.Rule)
 	limit, partLimit := tuning.caps()
 	log := cfg.Log.With().Str("rule", cfg.Rule.Name).Logger()
@@ -159,6 +172,7 @@ func NewRunner(cfg RunnerConfig) *Runner {
 			names: cfg.Names, retryPrefix: cfg.Names.RetryPrefix(), continueTopic: continueTopic(cfg), userAgent: cfg.UserAgent,
 			partitioned: cfg.Partitioned, rateLimited: cfg.Rule.RateLimit != nil, log: log, now: time.Now,
 			dedupe: cfg.Dedupe, limiter: cfg.Limiter, allowHost: cfg.AllowHost,
+			limits: cfg.Limits, maxProduce: cfg.MaxProduceBytes,
 		},
 		maxDelayed: cfg.MaxDelayed,
 		maxBacklog: cfg.MaxBacklog,

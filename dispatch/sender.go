@@ -34,6 +34,11 @@ const MaxBodyExcerpt = 4096
 // fault, not the destination's.
 var ErrInvalidRequest = errors.New("invalid request")
 
+// ErrResponseTooLarge means a response's status line and headers exceeded
+// MaxResponseHeaderBytes. The destination answered, but not with anything
+// changeprop will read: the event goes to the error topic.
+var ErrResponseTooLarge = errors.New("response headers too large")
+
 // HTTPOptions tunes the HTTP client. The zero value is usable.
 type HTTPOptions struct {
 	// MaxConnsPerHost caps connections to one destination; a request
@@ -52,14 +57,22 @@ type HTTPOptions struct {
 	// roots. ServerName is always the URI's host.
 	TLSConfig *tls.Config
 	// MaxResponseHeaderBytes bounds a response's status line and headers;
-	// a longer head is an error. 0 means 1 MiB.
+	// 0 means DefaultMaxResponseHeaderBytes. A response over it is an
+	// error wrapping ErrResponseTooLarge.
 	MaxResponseHeaderBytes int
 	// MaxResponseBody bounds how much of a response body is read: the
-	// first MaxBodyExcerpt bytes are kept, the rest is read and dropped so
-	// that the connection can be reused, up to this bound, past which the
-	// connection is closed instead. 0 means 1 MiB.
+	// first MaxBodyExcerpt bytes are kept (or the request's ResponseLimit),
+	// the rest is read and dropped so that the connection can be reused,
+	// up to this bound, past which the connection is closed instead. The
+	// response still counts by its status. 0 means DefaultMaxResponseBody.
 	MaxResponseBody int64
 }
+
+// Defaults of HTTPOptions' bounds.
+const (
+	DefaultMaxResponseBody        = 1 << 20
+	DefaultMaxResponseHeaderBytes = 64 << 10
+)
 
 func (o *HTTPOptions) defaults() {
 	if o.MaxIdleConnsPerHost == 0 {
@@ -71,11 +84,11 @@ func (o *HTTPOptions) defaults() {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 5 * time.Second
 	}
-	if o.MaxResponseHeaderBytes == 0 {
-		o.MaxResponseHeaderBytes = 1 << 20
+	if o.MaxResponseHeaderBytes <= 0 {
+		o.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
-	if o.MaxResponseBody == 0 {
-		o.MaxResponseBody = 1 << 20
+	if o.MaxResponseBody <= 0 {
+		o.MaxResponseBody = DefaultMaxResponseBody
 	}
 }
 

@@ -23,23 +23,32 @@ type Config struct {
 	AllowedHosts    []string      // allowed_hosts; empty allows every host
 	ShutdownTimeout time.Duration // shutdown_timeout; default 30s
 	Breaker         Breaker       // breaker: defaults of every rule's circuit breakers
+	Admin           Admin         // admin: the token and listener of the mutating endpoints
+	Limits          Limits        // limits: bounds on events, requests and responses
 	Rules           []*Rule       // rules, in file order
 }
 
 // Kafka holds the Kafka settings.
 type Kafka struct {
 	Brokers        string            // brokers; required (after the environment override)
+	Properties     map[string]string // properties: librdkafka properties for every client (TLS, SASL)
 	Consumer       map[string]string // librdkafka properties for every consumer
 	Producer       map[string]string // librdkafka properties for the producer
 	CommitInterval time.Duration     // commit_interval; default 1s
+
+	// secrets is the last layer of every client's properties: sasl.password
+	// from sasl_password_file or the environment.
+	secrets map[string]string
 }
 
 // Redis holds the dedupe store settings.
 type Redis struct {
-	Addr     string // addr; required
-	Prefix   string // prefix; default "CPJQ"
-	Password string // password
-	DB       int    // db
+	Addr     string    // addr; required
+	Prefix   string    // prefix; default "CPJQ"
+	Username string    // username: an ACL user; empty means the default user
+	Password string    // password, password_file or CHANGEPROP_REDIS_PASSWORD
+	DB       int       // db
+	TLS      *RedisTLS // tls; nil means plain TCP
 }
 
 // Breaker holds circuit-breaker settings (one breaker per destination).
@@ -84,8 +93,15 @@ const (
 //
 // env may be nil; otherwise non-empty env(EnvKafkaBrokers) and
 // env(EnvRedisAddr) override kafka.brokers and redis.addr (the latter also
-// when the file has no redis section).
+// when the file has no redis section). Load reads no secret file; LoadEnv
+// does.
 func Load(data []byte, env func(string) string) (*Config, error) {
+	return LoadEnv(data, Environment{Getenv: env})
+}
+
+// LoadEnv is Load with the environment's variables and secret files (see
+// Environment). Problems never quote a secret.
+func LoadEnv(data []byte, env Environment) (*Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -110,14 +126,17 @@ func Load(data []byte, env func(string) string) (*Config, error) {
 	return c, nil
 }
 
-func decodeConfig(p *problems, root *yaml.Node, env func(string) string) *Config {
+func decodeConfig(p *problems, root *yaml.Node, e Environment) *Config {
 	c := &Config{
 		Listen:          DefaultListen,
 		UserAgent:       DefaultUserAgent,
 		ShutdownTimeout: 30 * time.Second,
 		Breaker:         DefaultBreaker,
 		Kafka:           Kafka{CommitInterval: time.Second},
+		Admin:           Admin{Pprof: true},
+		Limits:          DefaultLimits,
 	}
+	env := e.Getenv
 	o := p.object("", root)
 	if n, path := o.get("service_name"); n != nil {
 		if v, ok := p.str(n, path); ok {
@@ -147,6 +166,9 @@ func decodeConfig(p *problems, root *yaml.Node, env func(string) string) *Config
 				c.Kafka.Brokers = strings.Join(list, ",")
 			}
 		}
+		if n, path := ko.get("properties"); n != nil {
+			c.Kafka.Properties = p.props(n, path)
+		}
 		if n, path := ko.get("consumer"); n != nil {
 			c.Kafka.Consumer = p.props(n, path)
 		}
@@ -158,32 +180,19 @@ func decodeConfig(p *problems, root *yaml.Node, env func(string) string) *Config
 				c.Kafka.CommitInterval = v
 			}
 		}
+		pw := p.decodeSecret(ko, "sasl_password")
+		if pw.inline != "" {
+			p.add(pw.inlinePath, "unknown key (write sasl.password under kafka.properties, or use sasl_password_file)")
+		}
+		if v := pw.resolve(p, e, EnvKafkaSASLPassword); v != "" {
+			c.Kafka.secrets = map[string]string{"sasl.password": v}
+		}
 		ko.finish()
+	} else if v := (secretSource{}).resolve(p, e, EnvKafkaSASLPassword); v != "" {
+		c.Kafka.secrets = map[string]string{"sasl.password": v}
 	}
 	if n, path := o.get("redis"); !isNull(n) {
-		c.Redis = &Redis{Prefix: DefaultRedisPrefix}
-		ro := p.object(path, n)
-		if n, path := ro.get("addr"); n != nil {
-			if v, ok := p.str(n, path); ok {
-				c.Redis.Addr = v
-			}
-		}
-		if n, path := ro.get("prefix"); n != nil {
-			if v, ok := p.str(n, path); ok {
-				c.Redis.Prefix = v
-			}
-		}
-		if n, path := ro.get("password"); n != nil {
-			if v, ok := p.str(n, path); ok {
-				c.Redis.Password = v
-			}
-		}
-		if n, path := ro.get("db"); n != nil {
-			if v, ok := p.integer(n, path); ok {
-				c.Redis.DB = v
-			}
-		}
-		ro.finish()
+		c.Redis = p.decodeRedis(n, path, e)
 	}
 	if n, path := o.get("listen"); n != nil {
 		if v, ok := p.str(n, path); ok {
@@ -208,6 +217,14 @@ func decodeConfig(p *problems, root *yaml.Node, env func(string) string) *Config
 	if n, path := o.get("breaker"); n != nil {
 		c.Breaker = p.breaker(n, path, DefaultBreaker, nil)
 	}
+	if n, path := o.get("admin"); n != nil {
+		c.Admin = p.decodeAdmin(n, path, e)
+	} else {
+		c.Admin.Token = (secretSource{}).resolve(p, e, EnvAdminToken)
+	}
+	if n, path := o.get("limits"); n != nil {
+		c.Limits = p.decodeLimits(n, path)
+	}
 	if env != nil {
 		if v := env(EnvKafkaBrokers); v != "" {
 			c.Kafka.Brokers = v
@@ -215,6 +232,7 @@ func decodeConfig(p *problems, root *yaml.Node, env func(string) string) *Config
 		if v := env(EnvRedisAddr); v != "" {
 			if c.Redis == nil {
 				c.Redis = &Redis{Prefix: DefaultRedisPrefix}
+				c.Redis.Password = (secretSource{}).resolve(p, e, EnvRedisPassword)
 			}
 			c.Redis.Addr = v
 		}

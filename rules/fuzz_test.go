@@ -88,6 +88,7 @@ func FuzzLoad(f *testing.F) {
 		"service_name: s\nkafka: {brokers: b}\nconsume_dc: c\nproduce_dc: p\nrules:\n  a: {topic: t, exec: [{uri: 'kafka:///s', body: [{meta: {uri: '{{message.meta.uri}}'}}]}, {uri: kafka:///u, body: '{{globals.message}}'}]}\n",
 		"service_name: s\nkafka: {brokers: b}\nrules:\n  a: {topic: t, fanout: {api: 'http://x/', list: embeddedin, namespace: [0, 1], title: '{{message.meta.uri}}'}}\n",
 		"service_name: s\nkafka: {brokers: b}\nrules:\n  a: {topic: t, purge: {caches: ['http://c:1', 'http://d'], uris: ['//{{message.meta.domain}}/x']}}\n",
+		"service_name: s\nkafka: {brokers: b, properties: {sasl.password: p}, sasl_password_file: /f}\nredis: {addr: r, username: u, password: p, password_file: /f, tls: {ca_file: c, cert_file: x}}\nadmin: {token: t, listen: '127.0.0.1:1', pprof: no}\nlimits: {max_event_bytes: 1.5MiB, max_header_bytes: 0, max_request_bytes: 1e400}\nrules:\n  a: {topic: t}\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -36,6 +36,13 @@ func (c *Config) validate(p *problems) {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		p.add("listen", "want host:port, got %q", c.Listen)
 	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			p.add("admin.listen", "want host:port, got %q", c.Admin.Listen)
+		} else if c.Admin.Listen == c.Listen {
+			p.add("admin.listen", "must differ from listen")
+		}
+	}
 	if c.UserAgent == "" {
 		p.add("user_agent", "must not be empty")
 	}

@@ -26,6 +26,24 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// adminToken is the admin.token of the tests' configs.
+const adminToken = "admin-token-for-tests-0b6f"
+
+// post is a POST with a bearer token (none when token is empty).
+func post(url, token, contentType, body string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return http.DefaultClient.Do(req)
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -54,11 +72,12 @@ func TestAdminEndpoints(t *testing.T) {
 service_name: cpjobqueue
 kafka: {brokers: '%s', consumer: {auto.offset.reset: earliest}}
 listen: %s
+admin: {token: %s}
 rules:
   job:
     topic: %s
     exec: {method: post, uri: '%s/rpc/RunSingleJob.php', body: '{{globals.message}}'}
-%s`, cluster.Addr(), addr, topic, jr.URL(), extraRule), 0o600); err != nil {
+%s`, cluster.Addr(), addr, adminToken, topic, jr.URL(), extraRule), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +140,7 @@ rules:
 		return true
 	})
 
-	resp, err := http.Post(base+"/v1/rules/job/pause", "", nil)
+	resp, err := post(base+"/v1/rules/job/pause", adminToken, "", "")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("pause: %v %v", resp, err)
 	}
@@ -151,7 +170,7 @@ rules:
 	if rules[0].Consumed != 50 {
 		t.Errorf("a paused rule read %d messages, want the 50 before the pause", rules[0].Consumed)
 	}
-	resp, err = http.Post(base+"/v1/rules/job/resume", "", nil)
+	resp, err = post(base+"/v1/rules/job/resume", adminToken, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +182,8 @@ rules:
 	})
 
 	// POST /v1/events produces with meta.id and meta.dt filled in.
-	resp, err = http.Post(base+"/v1/events", "application/json",
-		strings.NewReader(`[{"meta":{"stream":"mediawiki.job.refreshLinks","domain":"en.wikipedia.org"},"type":"refreshLinks","database":"enwiki"}, {"type":"x","meta":{}}]`))
+	resp, err = post(base+"/v1/events", adminToken, "application/json",
+		`[{"meta":{"stream":"mediawiki.job.refreshLinks","domain":"en.wikipedia.org"},"type":"refreshLinks","database":"enwiki"}, {"type":"x","meta":{}}]`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +192,8 @@ rules:
 	if resp.StatusCode != 400 || !strings.Contains(string(b), "events[1].meta.stream: required") {
 		t.Errorf("POST /v1/events with an event without meta.stream = %d %s", resp.StatusCode, b)
 	}
-	resp, err = http.Post(base+"/v1/events", "application/json",
-		strings.NewReader(`{"meta":{"stream":"mediawiki.job.refreshLinks","domain":"en.wikipedia.org"},"type":"refreshLinks","database":"enwiki"}`))
+	resp, err = post(base+"/v1/events", adminToken, "application/json",
+		`{"meta":{"stream":"mediawiki.job.refreshLinks","domain":"en.wikipedia.org"},"type":"refreshLinks","database":"enwiki"}`)
 	if err != nil || resp.StatusCode != 201 {
 		t.Fatalf("POST /v1/events: %v %v", resp, err)
 	}

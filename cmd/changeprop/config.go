@@ -24,7 +24,7 @@ func loadConfig(path string, stdin io.Reader) (*rules.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	cfg, err := rules.Load(data, os.Getenv)
+	cfg, err := rules.LoadEnv(data, rules.Environment{Getenv: os.Getenv, ReadFile: os.ReadFile})
 	if err != nil {
 		return nil, fmt.Errorf("config %s:\n%w", path, err)
 	}

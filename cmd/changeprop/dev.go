@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -72,8 +73,11 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := rules.Load([]byte(strings.ReplaceAll(devRules, "@JOBRUNNER@", runner.URL())),
 		func(k string) string {
-			if k == "CHANGEPROP_KAFKA_BROKERS" {
+			switch k {
+			case rules.EnvKafkaBrokers:
 				return cluster.Addr()
+			case rules.EnvAdminToken:
+				return os.Getenv(k) // POST /v1/... with this token
 			}
 			return ""
 		})
@@ -90,7 +94,8 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	for _, set := range svc.breakers.all {
 		reg.MustRegister(set.Collector())
 	}
-	srv, addr, err := serveHTTP(*listen, adminHandler(svc, reg), log)
+	mainH, _ := adminHandlers(svc, reg, log)
+	srv, addr, err := serveHTTP(*listen, mainH, log)
 	if err != nil {
 		svc.closeUnstarted()
 		fmt.Fprintln(stderr, err)

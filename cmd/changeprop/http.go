@@ -31,9 +31,26 @@ func newRegistry() (*prometheus.Registry, *dispatch.Metrics) {
 	return reg, dispatch.NewMetrics(reg)
 }
 
-// adminHandler serves the operations endpoints of service.md.
-func adminHandler(s *service, reg *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
+// adminHandlers serve the operations endpoints of service.md: the main
+// listener's, and admin.listen's when it is set (nil otherwise). Reads are
+// on both; mutations and pprof only on admin.listen when it is set, behind
+// the guard (adminauth.go) wherever they are.
+func adminHandlers(s *service, reg *prometheus.Registry, log zerolog.Logger) (main, admin http.Handler) {
+	a := s.cfg.Admin
+	mainMux := http.NewServeMux()
+	s.readEndpoints(mainMux, reg)
+	if a.Listen == "" {
+		s.writeEndpoints(mainMux, newGuard(a, false, log))
+		return mainMux, nil
+	}
+	adminMux := http.NewServeMux()
+	s.readEndpoints(adminMux, reg)
+	s.writeEndpoints(adminMux, newGuard(a, true, log))
+	return mainMux, adminMux
+}
+
+// readEndpoints are open to every caller: they show no secret.
+func (s *service) readEndpoints(mux *http.ServeMux, reg *prometheus.Registry) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -57,19 +74,25 @@ func adminHandler(s *service, reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("GET /v1/rules", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.rulesStatus())
 	})
-	mux.HandleFunc("POST /v1/rules/{name}/pause", func(w http.ResponseWriter, r *http.Request) {
+}
+
+// writeEndpoints are the mutations and pprof, behind g.
+func (s *service) writeEndpoints(mux *http.ServeMux, g guard) {
+	mux.HandleFunc("POST /v1/rules/{name}/pause", g.mutation(func(w http.ResponseWriter, r *http.Request) {
 		s.hold(w, r.PathValue("name"), true)
-	})
-	mux.HandleFunc("POST /v1/rules/{name}/resume", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("POST /v1/rules/{name}/resume", g.mutation(func(w http.ResponseWriter, r *http.Request) {
 		s.hold(w, r.PathValue("name"), false)
-	})
-	mux.HandleFunc("POST /v1/events", s.postEvents)
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	return mux
+	}))
+	mux.HandleFunc("POST /v1/events", g.mutation(s.postEvents))
+	if !s.cfg.Admin.Pprof {
+		return
+	}
+	mux.HandleFunc("GET /debug/pprof/", g.pprof(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/cmdline", g.pprof(pprof.Cmdline))
+	mux.HandleFunc("GET /debug/pprof/profile", g.pprof(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/symbol", g.pprof(pprof.Symbol))
+	mux.HandleFunc("GET /debug/pprof/trace", g.pprof(pprof.Trace))
 }
 
 // serveHTTP starts the operations listener on addr.

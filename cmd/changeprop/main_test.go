@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +26,11 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if leak := checkSuiteLeaks(); code == 0 {
+		code = leak
+	}
+	os.Exit(code)
 }
 
 // process is a changeprop process started by a test. Its ctx ends when
@@ -40,9 +43,17 @@ type process struct {
 
 func startChangeprop(t *testing.T, ctx context.Context, stderr io.Writer, args ...string) *process {
 	t.Helper()
+	return startChangepropEnv(t, ctx, stderr, nil, args...)
+}
+
+// startChangepropEnv is startChangeprop with more environment variables
+// (NAME=value). The process's log is captured for the leak check too
+// (leakcheck_test.go).
+func startChangepropEnv(t *testing.T, ctx context.Context, stderr io.Writer, env []string, args ...string) *process {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "CHANGEPROP_AS_MAIN=1")
-	cmd.Stderr = stderr
+	cmd.Env = append(append(os.Environ(), "CHANGEPROP_AS_MAIN=1"), env...)
+	cmd.Stderr = captured(stderr)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -69,22 +80,7 @@ func (p *process) stop() error {
 
 // syncBuffer is a bytes.Buffer safe for a process's output goroutine and
 // the test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.Buffer
 
 const runConfig = `
 service_name: cpjobqueue

@@ -57,8 +57,8 @@ func newPartitioner(cfg *rules.Config, r *rules.Rule, opts serviceOptions, log z
 		Brokers:            cfg.Kafka.Brokers,
 		GroupID:            group,
 		TransactionalID:    group + "-" + transactionalInstance(cfg, r),
-		ConsumerProperties: []map[string]string{cfg.Kafka.Consumer, r.Consumer},
-		ProducerProperties: []map[string]string{cfg.Kafka.Producer},
+		ConsumerProperties: cfg.ConsumerProperties(r),
+		ProducerProperties: cfg.ProducerProperties(),
 		Log:                log.With().Str("rule", r.Name).Logger(),
 	})
 	if err != nil {
@@ -72,6 +72,7 @@ func newPartitioner(cfg *rules.Config, r *rules.Rule, opts serviceOptions, log z
 		Names:          dispatch.NamesFor(cfg),
 		CreateTopics:   opts.createTopics,
 		CommitInterval: cfg.Kafka.CommitInterval,
+		MaxEventBytes:  cfg.Limits.MaxEventBytes,
 		Log:            log,
 	}), nil
 }

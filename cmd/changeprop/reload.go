@@ -71,7 +71,7 @@ func (rl *reloader) reload(force bool) {
 		return
 	}
 	rl.last = data
-	cfg, err := rules.Load(data, os.Getenv)
+	cfg, err := rules.LoadEnv(data, rules.Environment{Getenv: os.Getenv, ReadFile: os.ReadFile})
 	if err != nil {
 		rl.log.Error().Err(err).Str("config", rl.path).Msg("config reload rejected; keeping the running config")
 		return

@@ -65,6 +65,8 @@ func cmdReplay(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	stderr = redact(stderr, cfg.Secrets())
+	log, _ = newLogger(stderr, *level)
 	ctx, stop := signalContext(log)
 	defer stop()
 
@@ -115,7 +117,7 @@ func replay(ctx context.Context, cfg *rules.Config, opt replayOptions, out io.Wr
 	reader := func(topic string) kafka.ReaderConfig {
 		return kafka.ReaderConfig{
 			Brokers:    cfg.Kafka.Brokers,
-			Properties: []map[string]string{cfg.Kafka.Consumer},
+			Properties: cfg.ConsumerProperties(nil),
 			Topic:      topic,
 			Log:        log.With().Str("client", "reader").Logger(),
 		}
@@ -139,7 +141,7 @@ func replay(ctx context.Context, cfg *rules.Config, opt replayOptions, out io.Wr
 	if !opt.dryRun {
 		prod, err := kafka.NewProducer(kafka.ProducerConfig{
 			Brokers:    cfg.Kafka.Brokers,
-			Properties: []map[string]string{cfg.Kafka.Producer},
+			Properties: cfg.ProducerProperties(),
 			Log:        log.With().Str("client", "producer").Logger(),
 		})
 		if err != nil {
@@ -223,8 +225,10 @@ type errorEvent struct {
 		DT string `json:"dt"`
 	} `json:"meta"`
 	RawEvent string `json:"raw_event"`
-	Message  string `json:"message"`
-	Details  struct {
+	// RawEventBytes is set when RawEvent is only an excerpt.
+	RawEventBytes int    `json:"raw_event_bytes"`
+	Message       string `json:"message"`
+	Details       struct {
 		Status int `json:"status"`
 	} `json:"details"`
 	Rule  string `json:"rule"`
@@ -256,6 +260,9 @@ func parseErrorEvent(b []byte) (*errorEvent, error) {
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("no %s", strings.Join(missing, ", "))
+	}
+	if ev.RawEventBytes > 0 {
+		return nil, fmt.Errorf("raw_event is an excerpt of a %d-byte event, which cannot be replayed", ev.RawEventBytes)
 	}
 	dt, err := time.Parse(time.RFC3339Nano, ev.Meta.DT)
 	if err != nil {

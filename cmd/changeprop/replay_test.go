@@ -448,3 +448,16 @@ func TestReplayTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaySkipsExcerpts: an error event whose raw_event is only an
+// excerpt (raw_event_bytes set) is invalid for replay; the same event
+// without it is accepted.
+func TestReplaySkipsExcerpts(t *testing.T) {
+	ev := `{"$schema":"/error/0.0.3","meta":{"id":"x","dt":"2026-03-01T00:00:00Z"},"topic":"t","raw_event":"{\"meta\":{}"%s}`
+	if _, err := parseErrorEvent(fmt.Appendf(nil, ev, "")); err != nil {
+		t.Fatalf("whole raw_event: %v", err)
+	}
+	if _, err := parseErrorEvent(fmt.Appendf(nil, ev, `,"raw_event_bytes":10485760`)); err == nil || !strings.Contains(err.Error(), "excerpt") {
+		t.Fatalf("excerpt: %v, want an error naming the excerpt", err)
+	}
+}

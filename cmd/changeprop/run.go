@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,6 +33,8 @@ func cmdRun(args []string, stdin io.Reader, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	// From here on every log line is scrubbed of the config's secrets.
+	log, _ = newLogger(redact(stderr, cfg.Secrets()), *level)
 	ctx, stop := signalContext(log)
 	defer stop()
 
@@ -44,20 +47,37 @@ func cmdRun(args []string, stdin io.Reader, stderr io.Writer) int {
 	for _, set := range svc.breakers.all {
 		reg.MustRegister(set.Collector())
 	}
-	srv, addr, err := serveHTTP(cfg.Listen, adminHandler(svc, reg), log)
+	mainH, adminH := adminHandlers(svc, reg, log)
+	srv, addr, err := serveHTTP(cfg.Listen, mainH, log)
 	if err != nil {
 		svc.closeUnstarted()
 		log.Error().Err(err).Msg("listen")
 		return 1
 	}
-	log.Info().Int("rules", len(svc.all())).Str("brokers", cfg.Kafka.Brokers).Str("listen", addr.String()).Msg("started")
+	servers := []*http.Server{srv}
+	started := log.Info().Int("rules", len(svc.all())).Str("brokers", cfg.Kafka.Brokers).Str("listen", addr.String()).
+		Bool("admin_token", cfg.Admin.Token != "").Bool("pprof", cfg.Admin.Pprof)
+	if adminH != nil {
+		asrv, aaddr, err := serveHTTP(cfg.Admin.Listen, adminH, log)
+		if err != nil {
+			_ = srv.Close()
+			svc.closeUnstarted()
+			log.Error().Err(err).Msg("listen (admin)")
+			return 1
+		}
+		servers = append(servers, asrv)
+		started = started.Str("admin_listen", aaddr.String())
+	}
+	started.Msg("started")
 	if *path != "-" {
 		go newReloader(*path, cfg, svc.runners, log).run(ctx)
 	}
 	err = svc.run(ctx)
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(shutCtx)
+	for _, srv := range servers {
+		_ = srv.Shutdown(shutCtx)
+	}
 	if err != nil {
 		log.Error().Err(err).Msg("stopped with errors")
 		return 1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,14 +42,26 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 	}
 	producer, err := kafka.NewProducer(kafka.ProducerConfig{
 		Brokers:    cfg.Kafka.Brokers,
-		Properties: []map[string]string{cfg.Kafka.Producer},
+		Properties: cfg.ProducerProperties(),
 		Log:        log.With().Str("client", "producer").Logger(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	s := &service{cfg: cfg, log: log, sender: dispatch.NewHTTPSender(dispatch.HTTPOptions{}), producer: producer,
-		stores: newStores(cfg, log)}
+	if err := checkKafka(cfg, producer, log); err != nil {
+		producer.Close(time.Second)
+		return nil, err
+	}
+	sender := dispatch.NewHTTPSender(dispatch.HTTPOptions{
+		MaxResponseBody:        cfg.Limits.MaxResponseBodyBytes,
+		MaxResponseHeaderBytes: cfg.Limits.MaxResponseHeaderBytes,
+	})
+	st, err := newStores(cfg, log)
+	if err != nil {
+		producer.Close(time.Second)
+		return nil, err
+	}
+	s := &service{cfg: cfg, log: log, sender: sender, producer: producer, stores: st}
 	names := dispatch.NamesFor(cfg)
 	breakers := newBreakers(cfg, log)
 	s.breakers = breakers
@@ -81,7 +94,7 @@ func (s *service) newRunner(cfg *rules.Config, r *rules.Rule, names dispatch.Nam
 	src, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers:        cfg.Kafka.Brokers,
 		GroupID:        cfg.ServiceName + "-" + r.Name,
-		Properties:     []map[string]string{cfg.Kafka.Consumer, r.Consumer},
+		Properties:     cfg.ConsumerProperties(r),
 		CommitInterval: cfg.Kafka.CommitInterval,
 		Log:            s.log.With().Str("rule", r.Name).Logger(),
 	})
@@ -99,6 +112,8 @@ func (s *service) newRunner(cfg *rules.Config, r *rules.Rule, names dispatch.Nam
 		Dedupe:          s.stores.dedupe,
 		Metrics:         opts.metrics,
 		AllowHost:       allowHost(cfg),
+		Limits:          cfg.Limits,
+		MaxProduceBytes: maxProduceBytes(cfg),
 		Limiter:         s.stores.limiter,
 		Names:           names,
 		Partitioned:     dispatch.PartitionedStreams(cfg),
@@ -107,6 +122,27 @@ func (s *service) newRunner(cfg *rules.Config, r *rules.Rule, names dispatch.Nam
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Log:             s.log,
 	}), nil
+}
+
+// startCheck bounds how long the start waits for Kafka's and Redis's first
+// answer.
+const startCheck = 5 * time.Second
+
+// checkKafka fails the start when the brokers refuse the credentials or the
+// TLS handshake; brokers that do not answer yet are only logged, since the
+// clients keep trying.
+func checkKafka(cfg *rules.Config, p *kafka.Producer, log zerolog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), startCheck)
+	defer cancel()
+	err := p.Check(ctx)
+	switch {
+	case errors.Is(err, kafka.ErrRefused):
+		return fmt.Errorf("kafka %s: %w (check kafka.properties security.protocol, sasl.* and ssl.*, and the password: kafka.sasl_password_file or %s)",
+			cfg.Kafka.Brokers, err, rules.EnvKafkaSASLPassword)
+	case err != nil:
+		log.Warn().Err(err).Msg("kafka does not answer yet; starting anyway, the clients keep trying")
+	}
+	return nil
 }
 
 func (s *service) closeUnstarted() {
@@ -185,6 +221,22 @@ func breakerSettings(b rules.Breaker) breaker.Settings {
 		OpenTimeout:      b.OpenTimeout,
 		HalfOpenRequests: b.HalfOpenRequests,
 	}
+}
+
+// maxProduceBytes is the largest retry or error event the producer takes:
+// its message.max.bytes less room for librdkafka's framing, or dispatch's
+// default.
+func maxProduceBytes(cfg *rules.Config) int {
+	v := ""
+	for _, l := range cfg.ProducerProperties() {
+		if s, ok := l["message.max.bytes"]; ok {
+			v = s
+		}
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 128<<10 {
+		return n - 64<<10
+	}
+	return dispatch.DefaultMaxProduceBytes
 }
 
 // allowHost is the allowed_hosts check, or nil when every host is allowed.

@@ -338,6 +338,56 @@ func TestChartOptions(t *testing.T) {
 			t.Errorf("volumes %+v, want Secret cp-config", v)
 		}
 	})
+	t.Run("secrets", func(t *testing.T) {
+		m, err := render(t, "", map[string]any{
+			"config": map[string]any{
+				"kafka": map[string]any{
+					"properties":         map[string]any{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "changeprop"},
+					"sasl_password_file": "/etc/changeprop-secrets/kafka/password",
+				},
+				"admin": map[string]any{"token_file": "/etc/changeprop-secrets/admin/token"},
+			},
+			"secretMounts": []any{
+				map[string]any{"name": "kafka", "secretName": "cp-kafka", "mountPath": "/etc/changeprop-secrets/kafka"},
+				map[string]any{"name": "admin", "secretName": "cp-admin", "mountPath": "/etc/changeprop-secrets/admin"},
+			},
+			"env": []any{map[string]any{"name": "CHANGEPROP_REDIS_PASSWORD",
+				"valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "cp-redis", "key": "password"}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel := decodeRelease(t, m)
+		checkRelease(t, rel)
+		pod := rel.deployment.Spec.Template.Spec
+		secrets := map[string]string{}
+		for _, v := range pod.Volumes {
+			if v.Secret != nil {
+				secrets[v.Name] = v.Secret.SecretName
+				if deref(v.Secret.DefaultMode)&0o040 == 0 {
+					t.Errorf("volume %s: mode %o is not readable by the pod's group", v.Name, deref(v.Secret.DefaultMode))
+				}
+			}
+		}
+		mounts := map[string]string{}
+		for _, vm := range pod.Containers[0].VolumeMounts {
+			if !vm.ReadOnly {
+				t.Errorf("mount %s is writable", vm.Name)
+			}
+			mounts[vm.Name] = vm.MountPath
+		}
+		if secrets["secret-kafka"] != "cp-kafka" || secrets["secret-admin"] != "cp-admin" ||
+			mounts["secret-kafka"] != "/etc/changeprop-secrets/kafka" || mounts["secret-admin"] != "/etc/changeprop-secrets/admin" {
+			t.Errorf("secret volumes %v mounted at %v", secrets, mounts)
+		}
+		env := pod.Containers[0].Env
+		if len(env) != 1 || env[0].ValueFrom == nil || env[0].ValueFrom.SecretKeyRef == nil || env[0].ValueFrom.SecretKeyRef.Name != "cp-redis" {
+			t.Errorf("env %+v, want CHANGEPROP_REDIS_PASSWORD from Secret cp-redis", env)
+		}
+		if rel.config.Admin.Pprof != true || rel.config.Kafka.Properties["sasl.username"] != "changeprop" {
+			t.Errorf("the rendered config lost its security settings: %+v", rel.config.Kafka)
+		}
+	})
 	t.Run("rollOnConfigChange", func(t *testing.T) {
 		m, err := render(t, "", map[string]any{"rollOnConfigChange": true})
 		if err != nil {
@@ -383,6 +433,8 @@ func TestChartOptions(t *testing.T) {
 	}{
 		{"listen elsewhere", map[string]any{"config": map[string]any{"listen": "127.0.0.1:7200"}}, "config.listen"},
 		{"bad duration", map[string]any{"config": map[string]any{"shutdown_timeout": "30 seconds"}}, "shutdown_timeout"},
+		{"secret over the config", map[string]any{"secretMounts": []any{
+			map[string]any{"name": "kafka", "secretName": "cp-kafka", "mountPath": "/etc/changeprop/kafka"}}}, "inside the config's directory"},
 	} {
 		t.Run("fails/"+tc.name, func(t *testing.T) {
 			_, err := render(t, "", tc.set)

@@ -18,7 +18,7 @@ func newProducer(t *testing.T, cfg *rules.Config) *kafka.Producer {
 	t.Helper()
 	p, err := kafka.NewProducer(kafka.ProducerConfig{
 		Brokers:    cfg.Kafka.Brokers,
-		Properties: []map[string]string{cfg.Kafka.Producer},
+		Properties: cfg.ProducerProperties(),
 		Log:        zerolog.Nop(),
 	})
 	if err != nil {
@@ -36,7 +36,7 @@ func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule, opts ...func(*d
 	src, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers:        cfg.Kafka.Brokers,
 		GroupID:        cfg.ServiceName + "-" + r.Name,
-		Properties:     []map[string]string{cfg.Kafka.Consumer, r.Consumer},
+		Properties:     cfg.ConsumerProperties(r),
 		CommitInterval: cfg.Kafka.CommitInterval,
 		Log:            zerolog.Nop(),
 	})

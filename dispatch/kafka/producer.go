@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -34,6 +35,9 @@ type Producer struct {
 	p    *ck.Producer
 	log  zerolog.Logger
 	done chan struct{}
+	// denied is the last authentication or TLS error the client reported
+	// (check.go).
+	denied atomic.Pointer[ck.Error]
 }
 
 // NewProducer creates an idempotent (acks=all) producer.
@@ -63,6 +67,9 @@ func (p *Producer) reports() {
 				cb(e.TopicPartition.Error)
 			}
 		case ck.Error:
+			if refusal(e) {
+				p.denied.Store(&e)
+			}
 			p.log.Warn().Err(e).Bool("fatal", e.IsFatal()).Msg("producer")
 		}
 	}

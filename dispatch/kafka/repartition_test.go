@@ -88,8 +88,8 @@ func startRepartitioner(t *testing.T, cfg *rules.Config, r *rules.Rule, create b
 		Brokers:            cfg.Kafka.Brokers,
 		GroupID:            group,
 		TransactionalID:    group + "-test",
-		ConsumerProperties: []map[string]string{cfg.Kafka.Consumer, r.Consumer},
-		ProducerProperties: []map[string]string{cfg.Kafka.Producer},
+		ConsumerProperties: cfg.ConsumerProperties(r),
+		ProducerProperties: cfg.ProducerProperties(),
 		Log:                zerolog.Nop(),
 	})
 	if err != nil {

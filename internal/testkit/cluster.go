@@ -2,8 +2,10 @@ package testkit
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,6 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // ClusterOptions configures StartCluster. The zero value is a 3-broker
@@ -31,6 +36,33 @@ type ClusterOptions struct {
 	// Ports are fixed listen ports on 127.0.0.1, one per broker (dev mode
 	// wants 9092). Nil means random free ports.
 	Ports []int
+	// TLS, when set, makes every listener TLS only, with this server
+	// configuration; the cluster's own clients then use ClientTLS.
+	TLS       *tls.Config
+	ClientTLS *tls.Config
+	// SASL, when not empty, requires SASL authentication of every client.
+	// The first user is a superuser and the one the cluster's own clients
+	// log in as.
+	SASL []SASLUser
+	// MaxMessageBytes, when positive, is the largest record batch the
+	// brokers and the shared producer take (kfake's default is about 1 MB).
+	MaxMessageBytes int
+}
+
+// SASLUser is a user of a SASL cluster. Mechanism is PLAIN, SCRAM-SHA-256
+// or SCRAM-SHA-512.
+type SASLUser struct{ Mechanism, User, Password string }
+
+func (u SASLUser) mechanism() (sasl.Mechanism, error) {
+	switch u.Mechanism {
+	case "PLAIN":
+		return plain.Auth{User: u.User, Pass: u.Password}.AsMechanism(), nil
+	case "SCRAM-SHA-256":
+		return scram.Auth{User: u.User, Pass: u.Password}.AsSha256Mechanism(), nil
+	case "SCRAM-SHA-512":
+		return scram.Auth{User: u.User, Pass: u.Password}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("SASL mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", u.Mechanism)
 }
 
 // Defaults for the cluster, in one place.
@@ -62,6 +94,14 @@ func (o ClusterOptions) validate() error {
 			errs = append(errs, errors.New("Topics: empty topic name"))
 		}
 	}
+	for i, u := range o.SASL {
+		if _, err := u.mechanism(); err != nil {
+			errs = append(errs, fmt.Errorf("SASL[%d]: %w", i, err))
+		}
+	}
+	if (o.TLS == nil) != (o.ClientTLS == nil) {
+		errs = append(errs, errors.New("TLS and ClientTLS go together"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -72,6 +112,7 @@ func (o ClusterOptions) validate() error {
 type Cluster struct {
 	fake  *kfake.Cluster
 	addrs []string
+	copts []kgo.Opt   // TLS, SASL and size options of every client of ours
 	prod  *kgo.Client // shared producer; auto-creates topics
 	admCl *kgo.Client // admin requests; never auto-creates a topic it asks about
 	adm   *kadm.Client
@@ -100,29 +141,50 @@ func StartCluster(opts ClusterOptions) (*Cluster, error) {
 	if opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(opts.DataDir))
 	}
+	// Options of the cluster's own clients.
+	var copts []kgo.Opt
+	if opts.TLS != nil {
+		kopts = append(kopts, kfake.TLS(opts.TLS))
+		copts = append(copts, kgo.DialTLSConfig(opts.ClientTLS))
+	}
+	for i, u := range opts.SASL {
+		if i == 0 {
+			kopts = append(kopts, kfake.EnableSASL(), kfake.Superuser(u.Mechanism, u.User, u.Password))
+			m, _ := u.mechanism()
+			copts = append(copts, kgo.SASL(m))
+			continue
+		}
+		kopts = append(kopts, kfake.User(u.Mechanism, u.User, u.Password))
+	}
+	prodOpts := []kgo.Opt{
+		kgo.AllowAutoTopicCreation(),
+		kgo.ProducerLinger(produceLinger),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotence needs acks=all; this is kgo's default, stated
+		kgo.RecordPartitioner(newPartitioner()),
+	}
+	if n := opts.MaxMessageBytes; n > 0 {
+		kopts = append(kopts, kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(n)}))
+		prodOpts = append(prodOpts, kgo.ProducerBatchMaxBytes(int32(n)), kgo.BrokerMaxWriteBytes(int32(2*n)))
+		copts = append(copts, kgo.BrokerMaxReadBytes(int32(2*n)), kgo.FetchMaxBytes(int32(2*n)))
+	}
 	fake, err := kfake.NewCluster(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("testkit: start kfake: %w", err)
 	}
 	addrs := fake.ListenAddrs()
-	prod, err := kgo.NewClient(
-		kgo.SeedBrokers(addrs...),
-		kgo.AllowAutoTopicCreation(),
-		kgo.ProducerLinger(produceLinger),
-		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotence needs acks=all; this is kgo's default, stated
-		kgo.RecordPartitioner(newPartitioner()),
-	)
+	copts = append(copts, kgo.SeedBrokers(addrs...))
+	prod, err := kgo.NewClient(append(prodOpts, copts...)...)
 	if err != nil {
 		fake.Close()
 		return nil, fmt.Errorf("testkit: producer client: %w", err)
 	}
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	admCl, err := kgo.NewClient(copts...)
 	if err != nil {
 		prod.Close()
 		fake.Close()
 		return nil, fmt.Errorf("testkit: admin client: %w", err)
 	}
-	return &Cluster{fake: fake, addrs: addrs, prod: prod, admCl: admCl, adm: kadm.NewClient(admCl)}, nil
+	return &Cluster{fake: fake, addrs: addrs, copts: copts, prod: prod, admCl: admCl, adm: kadm.NewClient(admCl)}, nil
 }
 
 // Addr returns the brokers in bootstrap.servers form:

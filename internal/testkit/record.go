@@ -176,11 +176,10 @@ func (c *Cluster) readRange(ctx context.Context, topic string, ends map[int32]in
 	if len(from) == 0 {
 		return nil, nil
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(c.addrs...),
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
 		kgo.KeepControlRecords(),
-	}, opts...)...)
+	}, c.copts...), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("testkit: %s %q: client: %w", what, topic, err)
 	}

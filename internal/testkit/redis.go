@@ -20,13 +20,29 @@ type RedisServer struct {
 	t    testing.TB
 	Addr string
 	port int
+	opts RedisOptions
 	cmd  *exec.Cmd
 	out  chan struct{} // closed when the server's output is drained
 }
 
+// RedisOptions secure a RedisServer. The zero value is plain TCP without
+// authentication.
+type RedisOptions struct {
+	// TLS, when set, makes the port TLS only, with the CA's server
+	// certificate; clients are not asked for certificates.
+	TLS *CA
+	// Password is the default user's password (requirepass).
+	Password string
+	// User and UserPassword add an ACL user allowed every command and key.
+	User, UserPassword string
+}
+
 // StartRedis starts a redis-server for t and stops it when t ends. It
 // fails t when redis-server is not installed (`make test` installs it).
-func StartRedis(t testing.TB) *RedisServer {
+func StartRedis(t testing.TB) *RedisServer { return StartRedisWith(t, RedisOptions{}) }
+
+// StartRedisWith is StartRedis with TLS and users.
+func StartRedisWith(t testing.TB, opts RedisOptions) *RedisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is not on PATH: run `make test` (it installs it) or `apt-get install redis-server`: %v", err)
@@ -37,7 +53,7 @@ func StartRedis(t testing.TB) *RedisServer {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	s := &RedisServer{t: t, port: port, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	s := &RedisServer{t: t, port: port, opts: opts, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -47,8 +63,19 @@ func StartRedis(t testing.TB) *RedisServer {
 // connections.
 func (s *RedisServer) Start() {
 	s.t.Helper()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--loglevel", "notice")
+	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--loglevel", "notice"}
+	if ca := s.opts.TLS; ca != nil {
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(s.port), "--tls-cert-file", ca.CertFile,
+			"--tls-key-file", ca.KeyFile, "--tls-ca-cert-file", ca.CAFile, "--tls-auth-clients", "no")
+	}
+	if s.opts.Password != "" {
+		args = append(args, "--requirepass", s.opts.Password)
+	}
+	if s.opts.User != "" {
+		args = append(args, "--user", s.opts.User, "on", ">"+s.opts.UserPassword, "~*", "&*", "+@all")
+	}
+	cmd := exec.Command("redis-server", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		s.t.Fatalf("redis-server: %v", err)
@@ -102,10 +129,18 @@ func (s *RedisServer) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
 // Resume continues a paused server.
 func (s *RedisServer) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
 
-// Client returns a client of the server with go-redis's default options,
-// closed when the test ends.
+// Client returns a client of the server with go-redis's default options
+// (as the ACL user, over TLS, when the server has them), closed when the
+// test ends.
 func (s *RedisServer) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	o := &redis.Options{Addr: s.Addr, Username: s.opts.User, Password: s.opts.UserPassword}
+	if o.Username == "" {
+		o.Password = s.opts.Password
+	}
+	if s.opts.TLS != nil {
+		o.TLSConfig = s.opts.TLS.Client
+	}
+	c := redis.NewClient(o)
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
