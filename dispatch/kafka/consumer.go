@@ -120,15 +120,31 @@ func (c *Consumer) Topics(timeout time.Duration) ([]string, error) {
 	return out, nil
 }
 
-// rebalance runs inside Poll (or Close). It tells the listener first and
-// then lets the library apply the change (incrementally under the
-// cooperative protocol).
+// rebalance runs inside Poll (or Close). New partitions are assigned here
+// (incrementally under the cooperative protocol) and resumed before the
+// listener hears of them: librdkafka keeps a partition's pause across a
+// revoke and a new assignment, so a partition the Runner had paused
+// before it went would come back paused, and never be read, while the
+// Runner's fresh state says it is not. Revoked partitions are told to the
+// listener first; then the library applies the change.
 func (c *Consumer) rebalance(kc *ck.Consumer, ev ck.Event) error {
 	if c.rl == nil {
 		return nil
 	}
 	switch e := ev.(type) {
 	case ck.AssignedPartitions:
+		var err error
+		if kc.GetRebalanceProtocol() == "COOPERATIVE" {
+			err = kc.IncrementalAssign(e.Partitions)
+		} else {
+			err = kc.Assign(e.Partitions)
+		}
+		if err != nil {
+			c.log.Warn().Err(err).Int("partitions", len(e.Partitions)).Msg("assign")
+		}
+		if err := kc.Resume(e.Partitions); err != nil {
+			c.log.Warn().Err(err).Int("partitions", len(e.Partitions)).Msg("resume assigned partitions")
+		}
 		c.rl.Assigned(fromKafka(e.Partitions))
 	case ck.RevokedPartitions:
 		c.rl.Revoked(fromKafka(e.Partitions), kc.AssignmentLost())
