@@ -132,7 +132,7 @@ func (h *harness) throughput() error {
 		return err
 	}
 	n := strconv.FormatInt(h.events, 10)
-	sum, err := h.loadgen("preload-1rule", 5*time.Minute, "-rate", "0", "-n", n, "-topics", "refreshLinks", "-delay-rate", "0")
+	sum, err := h.loadgen("preload-1rule", 5*time.Minute, "-rate", "0", "-n", n, "-topics", "refreshLinks", "-delay-rate", "0", "-unique")
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func (h *harness) latency() error {
 		for i := 0; i < 15 && !ready; i++ {
 			base := h.sim().Total
 			if _, err := h.loadgen(fmt.Sprintf("warmup-%s-%d", who, i), time.Minute, "-rate", "0", "-n", "20",
-				"-topics", jobType, "-delay-rate", "0"); err != nil {
+				"-topics", jobType, "-delay-rate", "0", "-unique"); err != nil {
 				return err
 			}
 			ready = waitFor(3*time.Second, func() bool { return h.sim().Total-base >= 20 })
@@ -222,7 +222,7 @@ func (h *harness) latency() error {
 		h.simReset()
 		base, cpu0 := h.sim().Total, cpuTime(p.pid())
 		sum, err := h.loadgen("latency-"+who, h.latencyFor+time.Minute, "-rate", strconv.Itoa(rate),
-			"-duration", h.latencyFor.String(), "-topics", jobType, "-delay-rate", "0", "-X", "linger.ms=0")
+			"-duration", h.latencyFor.String(), "-topics", jobType, "-delay-rate", "0", "-unique", "-X", "linger.ms=0")
 		if err != nil {
 			return err
 		}
@@ -277,7 +277,7 @@ func (h *harness) rules30() error {
 			return err
 		}
 		sum, err := h.loadgen(fmt.Sprintf("preload-30rules-%d", i), 5*time.Minute, "-rate", "0",
-			"-n", strconv.FormatInt(h.events, 10), "-delay-rate", "0")
+			"-n", strconv.FormatInt(h.events, 10), "-delay-rate", "0", "-unique")
 		if err != nil {
 			return err
 		}

@@ -26,7 +26,7 @@ func oversizedEvent(m *Message, max int) string {
 // line and headers over max_header_bytes, or all of it over
 // max_request_bytes. These are the event's fault, never the destination's.
 func (h *handler) unsendable(req *rules.Request) string {
-	if u, err := url.Parse(req.URI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if _, err := parseTarget(req.URI); err != nil {
 		return fmt.Sprintf("request not sent: %q is not an http(s) URI", RedactURI(req.URI))
 	}
 	head := len(req.Method) + len(req.URI) + len(" HTTP/1.1\r\n")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
@@ -103,7 +102,7 @@ func (h *handler) classify(j *job, now time.Time) (next, outcome) {
 		return nextFinish, outcomeUnmatched
 	}
 	j.match = m
-	if h.expired(j.ev, now) {
+	if h.expired(j, now) {
 		return nextFinish, outcomeAbandoned
 	}
 	h.keys(j)
@@ -174,14 +173,14 @@ func (h *handler) readRetry(j *job) (skip outcome, err error) {
 }
 
 // expired applies claim_ttl (meta.dt) and root_claim_ttl (root_event.dt).
-func (h *handler) expired(ev *rules.Event, now time.Time) bool {
+func (h *handler) expired(j *job, now time.Time) bool {
 	if ttl := h.rule.ClaimTTL; ttl > 0 {
-		if dt, ok := eventTime(ev.Get(rules.FieldMetaDT)); ok && now.Sub(dt) > ttl {
+		if dt, ok := j.metaDT(); ok && now.Sub(dt) > ttl {
 			return true
 		}
 	}
 	if ttl := h.rule.RootClaimTTL; ttl > 0 {
-		if dt, ok := eventTime(ev.Get(rules.FieldRootDT)); ok && now.Sub(dt) > ttl {
+		if dt, ok := j.rootDT(); ok && now.Sub(dt) > ttl {
 			return true
 		}
 	}
@@ -213,7 +212,7 @@ func (h *handler) run(ctx context.Context, j *job) outcome {
 		}
 		claim = c
 	}
-	if dt, ok := eventTime(j.ev.Get(rules.FieldMetaDT)); ok && j.retry == nil {
+	if dt, ok := j.metaDT(); ok && j.retry == nil {
 		h.metrics.observeDelay(now.Sub(dt))
 	}
 	out := h.send(ctx, j)
@@ -245,10 +244,10 @@ func (h *handler) dedupeJob(j *job) dedupe.Job {
 		ID:        j.ev.Meta("id"),
 		ClaimTTL:  h.rule.Timeout + claimMargin,
 	}
-	d.DT, _ = eventTime(j.ev.Get(rules.FieldMetaDT))
+	d.DT, _ = j.metaDT()
 	d.SHA1, _ = j.ev.Get(rules.FieldSHA1).(string)
 	d.RootSignature, _ = j.ev.Get(rules.FieldRootSignature).(string)
-	d.RootDT, _ = eventTime(j.ev.Get(rules.FieldRootDT))
+	d.RootDT, _ = j.rootDT()
 	return d
 }
 
@@ -282,7 +281,7 @@ func (h *handler) blacklistKeys(j *job) []string {
 // blacklisted reports whether a job's key failed too often lately (the
 // blacklist limiter), or its title is on the rule's static blacklist.
 func (h *handler) blacklisted(ctx context.Context, j *job, now time.Time) bool {
-	if h.rule.Blacklisted(j.ev.Meta("domain"), pageTitle(j.ev)) {
+	if h.rule.HasBlacklist() && h.rule.Blacklisted(j.ev.Meta("domain"), pageTitle(j.ev)) {
 		return true
 	}
 	if h.limiter == nil {
@@ -424,12 +423,12 @@ func (h *handler) outbound(req *rules.Request) string {
 	if h.allowHost == nil {
 		return ""
 	}
-	u, err := url.Parse(req.URI)
+	t, err := parseTarget(req.URI)
 	if err != nil {
 		return fmt.Sprintf("request not sent: %q is not an http(s) URI", RedactURI(req.URI))
 	}
-	if !h.allowHost(u.Host) {
-		return fmt.Sprintf("request not sent: host %q of %s is not in allowed_hosts", u.Host, RedactURI(req.URI))
+	if !h.allowHost(t.authority) {
+		return fmt.Sprintf("request not sent: host %q of %s is not in allowed_hosts", t.authority, RedactURI(req.URI))
 	}
 	if v := req.Header("host"); v != "" && !h.allowHost(v) {
 		return fmt.Sprintf("request not sent: host header %q is not in allowed_hosts", v)

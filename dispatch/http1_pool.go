@@ -55,7 +55,7 @@ func parseTarget(uri string) (target, error) {
 			return t, fmt.Errorf("%w: malformed %%-encoding in the user information of %q", ErrInvalidRequest, RedactURI(uri))
 		}
 	}
-	if t.authority == "" || !validHost(t.authority) {
+	if !validAuthority(t.authority) {
 		return t, fmt.Errorf("%w: host of %q", ErrInvalidRequest, RedactURI(uri))
 	}
 	p := rest[end:]
@@ -114,6 +114,38 @@ func validEscapes(s string) bool {
 			return false
 		}
 		s = s[i+3:]
+	}
+	return true
+}
+
+// validAuthority reports whether a is host[:port] (a bracketed IPv6
+// host, or a name or IPv4 address without a colon) with a numeric port.
+func validAuthority(a string) bool {
+	if !validHost(a) {
+		return false
+	}
+	host, port := a, ""
+	if strings.HasPrefix(a, "[") {
+		end := strings.IndexByte(a, ']')
+		if end < 0 {
+			return false
+		}
+		host, port = a[:end+1], a[end+1:]
+		if port != "" && port[0] != ':' {
+			return false
+		}
+		port = strings.TrimPrefix(port, ":")
+	} else if i := strings.IndexByte(a, ':'); i >= 0 {
+		host, port = a[:i], a[i+1:]
+	}
+	return host != "" && digits(port)
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
 	}
 	return true
 }

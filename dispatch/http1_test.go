@@ -183,6 +183,10 @@ func TestHTTPSenderInvalidRequests(t *testing.T) {
 		{"malformed escape", rules.Request{Method: "GET", URI: srv.url() + "/a%zz"}},
 		{"truncated escape", rules.Request{Method: "GET", URI: srv.url() + "/a%4"}},
 		{"empty host", rules.Request{Method: "GET", URI: "http:///x"}},
+		{"two ports", rules.Request{Method: "GET", URI: srv.url() + ":6379/"}},
+		{"a port that is not a number", rules.Request{Method: "GET", URI: "http://127.0.0.1:http/"}},
+		{"an IPv6 host without its bracket", rules.Request{Method: "GET", URI: "http://[::1/"}},
+		{"a colon and no host", rules.Request{Method: "GET", URI: "http://:80/"}},
 	}
 	for _, tt := range tests {
 		_, err := s.Send(context.Background(), &tt.req)
@@ -569,6 +573,25 @@ func serveLean(c net.Conn, answer string) {
 		buf = buf[:copy(buf, buf[need:])]
 		if _, err := c.Write(out); err != nil {
 			return
+		}
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct {
+		uri, key, authority, userinfo, path string
+	}{
+		{"http://a.b:8080/x?y=1#f", "http://a.b:8080", "a.b:8080", "", "/x?y=1"},
+		{"HTTPS://a.b", "HTTPS://a.b", "a.b", "", "/"},
+		{"http://a.b?q", "http://a.b", "a.b", "", "/?q"},
+		{"http://u:p@a.b/", "http://a.b", "a.b", "u:p", "/"},
+		{"http://[::1]:7231/v1", "http://[::1]:7231", "[::1]:7231", "", "/v1"},
+		{"http://[::1]/", "http://[::1]", "[::1]", "", "/"},
+	}
+	for _, tt := range tests {
+		got, err := parseTarget(tt.uri)
+		if err != nil || got.key != tt.key || got.authority != tt.authority || got.userinfo != tt.userinfo || got.path != tt.path {
+			t.Errorf("parseTarget(%q) = %+v, %v", tt.uri, got, err)
 		}
 	}
 }

@@ -26,7 +26,29 @@ type job struct {
 	rated   bool      // took its rate-limit token
 	blocked bool      // waits for an open breaker
 	fail    failure   // phaseError: why the job goes to the error topic
+	// meta.dt and root_event.dt of ev, read once (metaDT, rootDT).
+	dt, root stamp
 }
+
+// stamp is a time read from an event, once.
+type stamp struct {
+	t        time.Time
+	ok, read bool
+}
+
+func (s *stamp) get(ev *rules.Event, f rules.Field) (time.Time, bool) {
+	if !s.read {
+		s.t, s.ok = eventTime(ev.Get(f))
+		s.read = true
+	}
+	return s.t, s.ok
+}
+
+// metaDT is the job's meta.dt; ok is false when it has none it can read.
+func (j *job) metaDT() (time.Time, bool) { return j.dt.get(j.ev, rules.FieldMetaDT) }
+
+// rootDT is the job's root_event.dt.
+func (j *job) rootDT() (time.Time, bool) { return j.root.get(j.ev, rules.FieldRootDT) }
 
 // phase is where a job stands when a worker picks it up.
 type phase uint8

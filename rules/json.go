@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"unicode/utf16"
@@ -282,6 +283,16 @@ func (d *jsonDecoder) str() (string, error) {
 	return string(appendValidUTF8(nil, s)), nil
 }
 
+// stopsWord reports whether one of the eight bytes of w may be one that
+// stopsString marks: '"', '\\' or a control character. It may say yes
+// when none is (then the bytes are looked at one by one), never no when
+// one is.
+func stopsWord(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zero := func(x uint64) uint64 { return (x - ones) &^ x & highs }
+	return (zero(w^(ones*'"')) | zero(w^(ones*'\\')) | ((w - ones*0x20) &^ w & highs)) != 0
+}
+
 // stopsString marks the bytes at which a scan through a string must look
 // closer: the closing quote, an escape, a control character (an error).
 var stopsString = func() (t [256]bool) {
@@ -299,6 +310,11 @@ func (d *jsonDecoder) skipString() (plain bool, err error) {
 	i := d.pos + 1
 	plain = true
 	for {
+		// Eight bytes at a time while none of them ends the string, starts
+		// an escape or is a control character; then byte by byte.
+		for i+8 <= len(data) && !stopsWord(binary.LittleEndian.Uint64(data[i:])) {
+			i += 8
+		}
 		for i < len(data) && !stopsString[data[i]] {
 			i++
 		}

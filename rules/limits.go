@@ -124,10 +124,14 @@ func (p *problems) decodeBlacklist(r *Rule, n *yaml.Node, path string) {
 	}
 }
 
+// HasBlacklist reports whether the rule has a static blacklist in effect:
+// without one Blacklisted is false for every event.
+func (r *Rule) HasBlacklist() bool { return len(r.blacklist) > 0 && !r.DisableBlacklist }
+
 // Blacklisted reports whether the static blacklist lists title for domain.
 // It is false when DisableBlacklist is set.
 func (r *Rule) Blacklisted(domain, title string) bool {
-	if r.DisableBlacklist {
+	if !r.HasBlacklist() {
 		return false
 	}
 	t, ok := r.blacklist[domain]

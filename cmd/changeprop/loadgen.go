@@ -28,6 +28,7 @@ type loadgenOptions struct {
 	maxSize    int
 	delayRate  float64
 	preciseDT  bool
+	unique     bool
 	workers    int
 	props      map[string]string // librdkafka producer properties (-X)
 	report     time.Duration
@@ -69,6 +70,7 @@ func parseLoadgenFlags(args []string, stderr io.Writer) (loadgenOptions, error) 
 	fs.IntVar(&o.maxSize, "max-size", 4096, "largest event in bytes (0: no padding; generated events are 0.6-1.3 KB)")
 	fs.Float64Var(&o.delayRate, "delay-rate", 0.02, "share of events with a delay_until 1-60s ahead")
 	fs.BoolVar(&o.preciseDT, "precise-dt", true, "meta.dt with microseconds, for latency measurements")
+	fs.BoolVar(&o.unique, "unique", false, "sha1 and root_event unique to each event: none is a duplicate, dedupe still runs")
 	fs.IntVar(&o.workers, "workers", runtime.GOMAXPROCS(0), "generator goroutines")
 	fs.Var(kvFlags(o.props), "X", "librdkafka producer property key=value (repeatable), e.g. -X linger.ms=0")
 	fs.DurationVar(&o.report, "report", time.Second, "interval between progress lines (0: none)")
@@ -238,6 +240,7 @@ func (l *loadgen) run(ctx context.Context) {
 		gen.MinSize, gen.MaxSize = l.o.minSize, l.o.maxSize
 		gen.DelayRate = l.o.delayRate
 		gen.PreciseDT = l.o.preciseDT
+		gen.Unique = l.o.unique
 		wg.Go(func() {
 			for k := 0; ; k++ {
 				select {

@@ -52,3 +52,12 @@ func TestMemoryKeepsNoEventBytes(t *testing.T) {
 		t.Errorf("claim of the same job again = %v, want DuplicateID", res)
 	}
 }
+
+// BenchmarkMemoryKey is the hash of one dedupe entry of the Memory store.
+func BenchmarkMemoryKey(b *testing.B) {
+	m := NewMemory()
+	b.ReportAllocs()
+	for b.Loop() {
+		m.key("refreshLinks", "en.wikipedia.org", "0f5c6a3e-8d1b-4c7a-9e2f-3b4d5c6e7f80")
+	}
+}

@@ -110,6 +110,12 @@ type JobGen struct {
 	// duplicate of another to a dedupe store: for tests that count
 	// deliveries rather than deduplication.
 	Distinct bool
+	// Unique keeps sha1 and root_event where a job type has them but
+	// makes them the event's own, so that no event is a duplicate of
+	// another while a dedupe store still does all of its work: for
+	// benchmarks that compare a service that deduplicates with one that
+	// does not.
+	Unique bool
 
 	mu    sync.Mutex
 	rand  *rand.Rand
@@ -258,12 +264,16 @@ func (g *JobGen) event(jobType string) []byte {
 	if g.Distinct {
 		dedupe, root = false, false
 	}
+	var nonce []any // what makes two jobs of the same work different (Unique)
+	if g.Unique {
+		nonce = []any{ev.Meta.ID}
+	}
 	if dedupe {
 		// Like MediaWiki: the hash of what makes two jobs the same work.
-		ev.SHA1 = sha1Hex(jobType, w.db, ns, title, params["table"], params["type"])
+		ev.SHA1 = sha1Hex(append([]any{jobType, w.db, ns, title, params["table"], params["type"]}, nonce...)...)
 	}
 	if root {
-		sig := sha1Hex("root", jobType, w.db, ns, title)
+		sig := sha1Hex(append([]any{"root", jobType, w.db, ns, title}, nonce...)...)
 		rootDT := now.Add(-time.Duration(r.IntN(300_000)) * time.Millisecond)
 		ev.RootEvent = &rootEvent{Signature: sig, DT: rootDT.Format(time.RFC3339)}
 		params["rootJobSignature"] = sig

@@ -188,3 +188,38 @@ func TestJobGenPreciseDT(t *testing.T) {
 		t.Errorf("meta.dt = %q", ev.Meta.DT)
 	}
 }
+
+// TestJobGenUnique: with Unique, the job types that carry sha1 and
+// root_event still do, and no two events share either.
+func TestJobGenUnique(t *testing.T) {
+	g := NewJobGen(3)
+	g.Unique = true
+	sha1s, roots := map[string]bool{}, map[string]bool{}
+	for range 5000 {
+		_, v := g.Next()
+		var ev struct {
+			SHA1      string `json:"sha1"`
+			RootEvent *struct {
+				Signature string `json:"signature"`
+			} `json:"root_event"`
+		}
+		if err := json.Unmarshal(v, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.SHA1 != "" {
+			if sha1s[ev.SHA1] {
+				t.Fatalf("sha1 %s twice", ev.SHA1)
+			}
+			sha1s[ev.SHA1] = true
+		}
+		if ev.RootEvent != nil {
+			if roots[ev.RootEvent.Signature] {
+				t.Fatalf("root signature %s twice", ev.RootEvent.Signature)
+			}
+			roots[ev.RootEvent.Signature] = true
+		}
+	}
+	if len(sha1s) < 1000 || len(roots) < 1000 {
+		t.Errorf("%d sha1s and %d root signatures in 5000 events: Unique dropped them", len(sha1s), len(roots))
+	}
+}
