@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"changeprop/rules"
@@ -110,6 +111,11 @@ var _ net.Error = (*timeoutError)(nil)
 // one is written from its own slice (writev).
 const inlineBody = 64 << 10
 
+// keptBuffer is the largest request buffer a connection keeps for the
+// next request: a connection is idle most of its life, and there may be
+// one per job in flight.
+const keptBuffer = 16 << 10
+
 // headRequest tells http.ReadResponse that a response has no body.
 var headRequest = &http.Request{Method: http.MethodHead}
 
@@ -142,7 +148,7 @@ func (c *conn) roundTrip(ctx context.Context, req *rules.Request, t *target, hos
 	} else {
 		_, err = c.nc.Write(head)
 	}
-	if cap(head) <= 2*inlineBody {
+	if cap(head) <= keptBuffer {
 		c.buf = head[:0]
 	}
 	if err != nil {
@@ -194,11 +200,13 @@ func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
 	resp := &Response{Status: hr.StatusCode, Header: hr.Header}
 	var n int
 	var err error
-	if keep <= len(c.excerpt) {
-		n, err = readUpTo(hr.Body, c.excerpt[:keep])
+	if keep <= MaxBodyExcerpt {
+		buf := excerpts.Get().(*[MaxBodyExcerpt]byte)
+		n, err = readUpTo(hr.Body, buf[:keep])
 		if n > 0 {
-			resp.Body = append([]byte(nil), c.excerpt[:n]...)
+			resp.Body = append([]byte(nil), buf[:n]...)
 		}
+		excerpts.Put(buf)
 	} else {
 		// A larger answer to keep (an API response): as large as it is.
 		resp.Body, err = io.ReadAll(io.LimitReader(hr.Body, int64(keep)))
@@ -321,7 +329,12 @@ func appendCanonicalName(dst []byte, name string) []byte {
 	return dst
 }
 
-// bufReader is the connection's read buffer size.
-const bufReader = 4096
+// bufReader is the connection's read buffer size: a response head is a
+// few hundred bytes.
+const bufReader = 2048
+
+// excerpts are the buffers a body excerpt is read into before it is
+// copied out at its size.
+var excerpts = sync.Pool{New: func() any { return new([MaxBodyExcerpt]byte) }}
 
 func newBufReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, bufReader) }

@@ -360,7 +360,6 @@ type conn struct {
 	limit     limitReader // under br: bounds what a response may make us read
 	br        *bufio.Reader
 	buf       []byte // the request head, reused
-	excerpt   [MaxBodyExcerpt]byte
 	idleSince time.Time
 }
 
