@@ -17,7 +17,7 @@ test: test-deps vet vulncheck
 
 # Fuzz targets, package:name. go test -fuzz takes one target of one package at a time.
 FUZZ_TARGETS = rules:FuzzLoad rules:FuzzTemplate rules:FuzzMatch rules:FuzzDecodeJSON rules:FuzzProjectedDecode \
-	dispatch:FuzzHandleMessage dispatch:FuzzSetMetaStream
+	dispatch:FuzzHandleMessage dispatch:FuzzSetMetaStream dispatch:FuzzReadHead
 FUZZTIME_SHORT ?= 3s
 FUZZTIME ?= 2m
 

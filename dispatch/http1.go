@@ -22,8 +22,8 @@ import (
 // The HTTP/1.1 exchange of HTTPSender. One request at a time per
 // connection: the request head (and a body up to inlineBody) is built in
 // the connection's buffer and written with one system call, the response
-// is read on the caller's goroutine with net/http's own parser
-// (http.ReadResponse), and the connection goes back to its pool when the
+// is read on the caller's goroutine (http1_response.go), and the
+// connection goes back to its pool when the
 // response was read to its end and neither side asked to close. Timeouts
 // and cancellation are connection deadlines, so no goroutine or timer of
 // the client's own runs per request.
@@ -116,9 +116,6 @@ const inlineBody = 64 << 10
 // one per job in flight.
 const keptBuffer = 16 << 10
 
-// headRequest tells http.ReadResponse that a response has no body.
-var headRequest = &http.Request{Method: http.MethodHead}
-
 // roundTrip writes req and reads its response. reuse reports whether the
 // connection may serve another request.
 func (c *conn) roundTrip(ctx context.Context, req *rules.Request, t *target, host string, deadline time.Time) (resp *Response, reuse bool, err error) {
@@ -165,15 +162,14 @@ var aLongTimeAgo = time.Unix(1, 0)
 // and body: the first keep bytes are kept, the rest up to
 // MaxResponseBody read and dropped.
 func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
-	req := (*http.Request)(nil)
-	if head {
-		req = headRequest
-	}
-	var hr *http.Response
+	var h responseHead
 	for {
 		c.limit.n = int64(c.pool.opts.MaxResponseHeaderBytes)
 		var err error
-		hr, err = http.ReadResponse(c.br, req)
+		h, c.head, err = readHead(c.br, c.head)
+		if cap(c.head) > keptBuffer {
+			c.head = nil
+		}
 		if err != nil {
 			if errors.Is(err, errReadLimit) {
 				return nil, false, fmt.Errorf("read response: %w: head larger than %d bytes", ErrResponseTooLarge, c.pool.opts.MaxResponseHeaderBytes)
@@ -183,33 +179,34 @@ func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
 			}
 			return nil, false, fmt.Errorf("read response: %w", err)
 		}
-		if hr.StatusCode >= 200 || hr.StatusCode < 100 {
+		if h.status >= 200 {
 			break
 		}
-		if hr.StatusCode == http.StatusSwitchingProtocols {
+		if h.status == http.StatusSwitchingProtocols {
 			return nil, false, errors.New("read response: unexpected 101 Switching Protocols")
 		}
 		// 100 Continue, 103 Early Hints: the answer follows.
 	}
+	body, toEnd := h.body(c.br, head)
 	bound := c.pool.opts.MaxResponseBody
 	if keep > MaxBodyExcerpt {
 		bound = max(bound, int64(keep)) // a larger answer asked for (ResponseLimit)
 	}
 	keep = int(min(int64(keep), bound))
 	c.limit.n = bound + int64(c.br.Buffered()) + 1
-	resp := &Response{Status: hr.StatusCode, Header: hr.Header}
+	resp := &Response{Status: h.status, Header: h.header}
 	var n int
 	var err error
 	if keep <= MaxBodyExcerpt {
 		buf := excerpts.Get().(*[MaxBodyExcerpt]byte)
-		n, err = readUpTo(hr.Body, buf[:keep])
+		n, err = readUpTo(body, buf[:keep])
 		if n > 0 {
 			resp.Body = append([]byte(nil), buf[:n]...)
 		}
 		excerpts.Put(buf)
 	} else {
 		// A larger answer to keep (an API response): as large as it is.
-		resp.Body, err = io.ReadAll(io.LimitReader(hr.Body, int64(keep)))
+		resp.Body, err = io.ReadAll(io.LimitReader(body, int64(keep)))
 		if n = len(resp.Body); err == nil && n < keep {
 			err = io.EOF
 		}
@@ -221,7 +218,7 @@ func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
 	case err == nil:
 		// More than the excerpt: drop the rest up to the bound.
 		var rest int64
-		rest, err = io.CopyN(io.Discard, hr.Body, bound-int64(n))
+		rest, err = io.CopyN(io.Discard, body, bound-int64(n))
 		switch {
 		case err == io.EOF:
 			complete, err = true, nil
@@ -229,7 +226,7 @@ func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
 			// The bound is reached: close rather than read on, unless
 			// the body ends right here.
 			var one [1]byte
-			m, e := hr.Body.Read(one[:])
+			m, e := body.Read(one[:])
 			complete = m == 0 && e == io.EOF
 		}
 	}
@@ -241,7 +238,7 @@ func (c *conn) readResponse(head bool, keep int) (*Response, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("read response body: %w", err)
 	}
-	return resp, complete && !hr.Close, nil
+	return resp, complete && !toEnd && !h.close, nil
 }
 
 // readUpTo reads into buf until it is full or r fails; err is r's error

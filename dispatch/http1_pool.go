@@ -360,6 +360,7 @@ type conn struct {
 	limit     limitReader // under br: bounds what a response may make us read
 	br        *bufio.Reader
 	buf       []byte // the request head, reused
+	head      []byte // scratch for the response head, reused
 	idleSince time.Time
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,7 @@ func newRawServer(t *testing.T, respond func(r *bufio.Reader, w net.Conn, head s
 				defer c.Close()
 				r := bufio.NewReader(c)
 				for {
-					head, err := readHead(r)
+					head, err := readRequestHead(r)
 					if err != nil {
 						return
 					}
@@ -84,8 +85,8 @@ func (s *rawServer) requests() int {
 	return len(s.heads)
 }
 
-// readHead reads a request head and its Content-Length body.
-func readHead(r *bufio.Reader) (string, error) {
+// readRequestHead reads a request head and its Content-Length body.
+func readRequestHead(r *bufio.Reader) (string, error) {
 	var b strings.Builder
 	length := 0
 	for {
@@ -211,11 +212,18 @@ func TestHTTPSenderResponses(t *testing.T) {
 		"/until":   "HTTP/1.0 200 OK\r\n\r\nto the end",
 		"/short":   "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
 		"/garbage": "SMTP ready\r\n\r\n",
+		"/trailer": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nwiki\r\n0\r\nX-Checksum: 1\r\n\r\n",
+		"/lower":   "HTTP/1.1 500 Internal Server Error\r\nx-readonly: true\r\ncontent-length: 2\r\n\r\nro",
+		"/keep10":  "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+		"/both":    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nte\r\n0\r\n\r\n",
+		"/twolen":  "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+		"/fold":    "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n",
+		"/gzip":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
 	}
 	srv := newRawServer(t, func(_ *bufio.Reader, w net.Conn, head string) bool {
 		path := strings.Fields(head)[1]
 		_, err := io.WriteString(w, respond[path])
-		return err == nil && path != "/until" && path != "/close" && path != "/short" && path != "/garbage"
+		return err == nil && !strings.Contains("/until /close /short /garbage /both /twolen /fold /gzip", path)
 	})
 	s := NewHTTPSender(HTTPOptions{})
 	if _, err := s.Send(context.Background(), &rules.Request{Method: "GET", URI: srv.url() + "/nobody"}); err != nil {
@@ -237,6 +245,13 @@ func TestHTTPSenderResponses(t *testing.T) {
 		{"/until", "GET", 200, "to the end", "", false, true},
 		{"/short", "GET", 0, "", "", true, true},
 		{"/garbage", "GET", 0, "", "", true, true},
+		{"/trailer", "GET", 200, "wiki", "", false, false},
+		{"/lower", "POST", 500, "ro", "true", false, false},
+		{"/keep10", "GET", 200, "ok", "", false, false},
+		{"/both", "GET", 200, "te", "", false, true},
+		{"/twolen", "GET", 0, "", "", true, true},
+		{"/fold", "GET", 0, "", "", true, true},
+		{"/gzip", "GET", 0, "", "", true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -594,4 +609,32 @@ func TestParseTarget(t *testing.T) {
 			t.Errorf("parseTarget(%q) = %+v, %v", tt.uri, got, err)
 		}
 	}
+}
+
+// FuzzReadHead: any bytes a server sends as a response head give a head
+// or an error, never a panic; a head read has a status of three digits and
+// canonical header names, and the same bytes read by net/http give the
+// same status.
+func FuzzReadHead(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	f.Add([]byte("HTTP/1.0 500 Internal Server Error\r\nx-readonly: true\r\nConnection: keep-alive\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, _, err := readHead(bufio.NewReaderSize(bytes.NewReader(data), 64), nil)
+		if err != nil {
+			return
+		}
+		if h.status < 100 || h.status > 999 {
+			t.Fatalf("status %d", h.status)
+		}
+		for k := range h.header {
+			if k != textproto.CanonicalMIMEHeaderKey(k) {
+				t.Fatalf("header name %q is not canonical", k)
+			}
+		}
+		if hr, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(data)), nil); err == nil && hr.StatusCode != h.status {
+			t.Fatalf("status %d, net/http reads %d", h.status, hr.StatusCode)
+		}
+	})
 }
