@@ -170,11 +170,20 @@ func TestChartRenders(t *testing.T) {
 				if rel.monitor == nil {
 					t.Errorf("%s: no ServiceMonitor", name)
 				}
-				// The install is the production-shaped rule set of
-				// rules/testdata: the same rules, none of the chart's samples.
-				want := loadTestdata(t, strings.TrimSuffix(strings.TrimPrefix(name, "values-"), ".yaml"))
+				// The install is a production-shaped rule set: the job
+				// queue's of rules/testdata, the change propagation sample
+				// of deploy/examples (the one its test runs); the same
+				// rules, none of the chart's samples.
+				source := map[string]string{
+					"values-jobqueue.yaml":   "../../rules/testdata/jobqueue.yaml",
+					"values-changeprop.yaml": "../examples/changeprop.yaml",
+				}[name]
+				want, err := rules.Load(readFile(t, source), nil)
+				if err != nil {
+					t.Fatalf("%s: %v", source, err)
+				}
 				if got, exp := ruleNames(rel.config), ruleNames(want); !slices.Equal(got, exp) {
-					t.Errorf("%s: rules %v, want those of rules/testdata: %v", name, got, exp)
+					t.Errorf("%s: rules %v, want those of %s: %v", name, got, source, exp)
 				}
 			}
 		})
@@ -454,16 +463,6 @@ func TestChartOptions(t *testing.T) {
 			t.Errorf("listen %q", rel.config.Listen)
 		}
 	})
-}
-
-func loadTestdata(t *testing.T, name string) *rules.Config {
-	t.Helper()
-	data := readFile(t, filepath.Join("../../rules/testdata", name+".yaml"))
-	cfg, err := rules.Load(data, nil)
-	if err != nil {
-		t.Fatalf("rules/testdata/%s.yaml: %v", name, err)
-	}
-	return cfg
 }
 
 func ruleNames(c *rules.Config) []string {
