@@ -45,19 +45,18 @@ var consumerDefaults = map[string]string{
 	"fetch.wait.max.ms": "100",
 	// Bound what each consumer prefetches (librdkafka's defaults allow
 	// 64 MB and 100,000 messages per consumer, and there is one consumer
-	// per rule): a quarter of a megabyte keeps the pipeline full. When the
-	// rule is busy the runner stops taking messages and this queue fills;
-	// fetching resumes 10ms after it has room again (the default waits a
-	// second).
-	"queued.max.messages.kbytes": "256",
+	// per rule): a megabyte keeps the pipeline full (a quarter of one
+	// halved a busy rule's jobs/s, docs/benchmarks.md). When the rule is
+	// busy the runner stops taking messages and this queue fills; fetching
+	// resumes 10ms after it has room again (the default waits a second).
+	"queued.max.messages.kbytes": "1024",
 	"queued.min.messages":        "10000",
 	// A fetch response stays in memory while any of its messages does:
-	// bound each (docs/benchmarks.md: with 30 rules under load the
-	// process peaked at 164 MB resident with 1 MB queues and 256 KB per
-	// partition fetch, at 132 MB with these). fetch.max.bytes may not be
-	// below message.max.bytes.
+	// bound each (after a 30-rule drain the process kept 167 MB resident
+	// with 4 MB fetches, 125 MB with these; docs/benchmarks.md).
+	// fetch.max.bytes may not be below message.max.bytes.
 	"fetch.max.bytes":           "1048576",
-	"max.partition.fetch.bytes": "131072",
+	"max.partition.fetch.bytes": "262144",
 	"fetch.queue.backoff.ms":    "10",
 }
 
