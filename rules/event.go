@@ -20,7 +20,9 @@ var (
 // Message holds the JSON object as encoding/json decodes it into any, except
 // that numbers are json.Number (so ids keep their precision and 5 compares
 // equal to a pattern 5 but not to "5"). Raw is the undecoded input; it is
-// not copied, so the caller must not change it while the Event is in use.
+// not copied, and Message's strings and numbers are substrings of it, so
+// the caller must not change it, then or later: a string taken from the
+// event keeps it.
 //
 // An Event from Rule.ParseEvent is decoded for that rule: Message holds
 // only what the rule can read (its patterns' and templates' paths) and the
@@ -46,7 +48,7 @@ func ParseEvent(raw []byte) (*Event, error) { return parseEvent(raw, nil) }
 func (r *Rule) ParseEvent(raw []byte) (*Event, error) { return parseEvent(raw, r.proj) }
 
 func parseEvent(raw []byte, p *projection) (*Event, error) {
-	m, err := decodeObject(raw, p)
+	m, err := decodeEvent(raw, p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
 	}

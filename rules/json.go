@@ -6,6 +6,7 @@ import (
 	"errors"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // decodeObject decodes a JSON object into the values encoding/json would
@@ -19,7 +20,20 @@ import (
 func decodeObject(data []byte, p *projection) (map[string]any, error) {
 	// Strings and numbers without escapes are substrings of one copy of
 	// the input: one allocation instead of one per value.
-	d := jsonDecoder{data: data, src: string(data)}
+	return decodeFrom(data, string(data), p)
+}
+
+// decodeEvent is decodeObject for an event's raw bytes, which the Event
+// keeps (Raw) and nobody changes: its strings and numbers are substrings
+// of raw itself, with no copy. For a 1.8 KB job event that is 1.8 KB less
+// to allocate and copy, and to hold for each job read ahead or in flight.
+func decodeEvent(raw []byte, p *projection) (map[string]any, error) {
+	return decodeFrom(raw, unsafe.String(unsafe.SliceData(raw), len(raw)), p)
+}
+
+// decodeFrom decodes data, whose text is src.
+func decodeFrom(data []byte, src string, p *projection) (map[string]any, error) {
+	d := jsonDecoder{data: data, src: src}
 	d.space()
 	if d.pos >= len(d.data) || d.data[d.pos] != '{' {
 		if !json.Valid(data) {
@@ -51,7 +65,7 @@ const maxJSONDepth = 10000
 
 type jsonDecoder struct {
 	data []byte
-	src  string // string(data)
+	src  string // data's text: a copy, or data itself (decodeEvent)
 	pos  int
 }
 
