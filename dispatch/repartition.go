@@ -76,6 +76,11 @@ type RepartitionerConfig struct {
 	MaxBatch int
 	// TxnTimeout bounds one commit or abort. Default 30s.
 	TxnTimeout time.Duration
+	// CloseTimeout bounds the last commit and the TxnSource's Close at
+	// shutdown, together (default 5s), as RunnerConfig.CloseTimeout. A
+	// transaction left open is never visible to read_committed readers and
+	// its offsets are not committed: it is read again.
+	CloseTimeout time.Duration
 	// MaxEventBytes, when positive, sends larger events to the error topic
 	// instead of forwarding them (limits.max_event_bytes).
 	MaxEventBytes int
@@ -132,6 +137,9 @@ func NewRepartitioner(cfg RepartitionerConfig) *Repartitioner {
 	}
 	if cfg.TxnTimeout <= 0 {
 		cfg.TxnTimeout = 30 * time.Second
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = 5 * time.Second
 	}
 	return &Repartitioner{
 		cfg:      cfg,
@@ -194,15 +202,34 @@ func (r *Repartitioner) Run(ctx context.Context) error {
 			refreshAt = now.Add(r.refreshTopics())
 		}
 	}
-	if r.batch.open && r.err == nil {
-		r.commit()
+	// The last commit and the close (leaving the group runs Revoked, which
+	// finds no open transaction) on a goroutine of their own, waited for
+	// only until CloseTimeout: a cluster that is gone cannot hold the
+	// process.
+	done := make(chan error, 1)
+	go func() {
+		if r.batch.open && r.err == nil {
+			r.commit()
+		}
+		cerr := r.cfg.Source.Close()
+		if r.err != nil {
+			cerr = r.err
+		}
+		done <- cerr
+	}()
+	t := time.NewTimer(r.cfg.CloseTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("rule %s: %w", r.Name(), err)
+		}
+		return nil
+	case <-t.C:
+		r.log.Error().Dur("close_timeout", r.cfg.CloseTimeout).
+			Msg("the last commit and leaving the group did not finish in time (is Kafka reachable?); what was not committed will be read again")
+		return fmt.Errorf("rule %s: last commit and close did not finish within %v", r.Name(), r.cfg.CloseTimeout)
 	}
-	// Leaving the group runs Revoked, which finds no open transaction.
-	cerr := r.cfg.Source.Close()
-	if r.err != nil {
-		return fmt.Errorf("rule %s: %w", r.Name(), r.err)
-	}
-	return cerr
 }
 
 // fail records the first fatal error; Run stops after it.

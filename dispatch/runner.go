@@ -63,6 +63,11 @@ type RunnerConfig struct {
 	CommitInterval  time.Duration // default 1s
 	ShutdownTimeout time.Duration // default 30s: how long in-flight events may finish after Run's context ends
 	RevokeTimeout   time.Duration // default 10s: how long in-flight events of revoked partitions may finish
+	// CloseTimeout bounds the final commit and the Source's Close at
+	// shutdown, together (default 5s): with the brokers gone librdkafka
+	// waits for them forever. Past it the client is left behind and Run
+	// returns an error; what was not committed is read again.
+	CloseTimeout time.Duration
 	// MaxDelayed bounds the jobs of one partition waiting for their time
 	// (retries not yet due, delayed jobs); past it the partition pauses
 	// until some are due. Default 1000.
@@ -147,6 +152,9 @@ func NewRunner(cfg RunnerConfig) *Runner {
 	}
 	if cfg.RevokeTimeout <= 0 {
 		cfg.RevokeTimeout = 10 * time.Second
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = 5 * time.Second
 	}
 	if cfg.TopicRefresh <= 0 {
 		cfg.TopicRefresh = 30 * time.Second
@@ -533,14 +541,30 @@ func (r *Runner) shutdown() error {
 		r.awaitIdle(r.order, time.Now().Add(5*time.Second))
 	}
 	r.drainCompletions()
-	r.commit(nil)
 	close(r.work1) // workers whose jobs were abandoned end when those do
-	err := r.cfg.Source.Close()
-	r.cfg.Log.Info().Int64("done", r.stats.Finished()).Msg("stopped")
-	if err != nil {
-		return fmt.Errorf("rule %s: close consumer: %w", r.Name(), err)
+	// The final commit and the close (whose last revoke runs Revoked) go
+	// to a goroutine of their own, so that a cluster that does not answer
+	// cannot hold the process: this goroutine waits for them only until
+	// CloseTimeout, and touches no state of the Runner meanwhile.
+	done := make(chan error, 1)
+	go func() {
+		r.commit(nil)
+		done <- r.cfg.Source.Close()
+	}()
+	t := time.NewTimer(r.cfg.CloseTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		r.cfg.Log.Info().Int64("done", r.stats.Finished()).Msg("stopped")
+		if err != nil {
+			return fmt.Errorf("rule %s: close consumer: %w", r.Name(), err)
+		}
+		return nil
+	case <-t.C:
+		r.cfg.Log.Error().Dur("close_timeout", r.cfg.CloseTimeout).Int64("done", r.stats.Finished()).
+			Msg("the final commit and leaving the group did not finish in time (is Kafka reachable?); what was not committed will be read again")
+		return fmt.Errorf("rule %s: final commit and close did not finish within %v", r.Name(), r.cfg.CloseTimeout)
 	}
-	return nil
 }
 
 func minTime(a, b time.Time) time.Time {

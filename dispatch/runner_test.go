@@ -378,6 +378,68 @@ func TestRunnerShutdownDeadlineAbandons(t *testing.T) {
 	}
 }
 
+// hangingSource is a fakeSource whose Commit and Close never return once
+// hang is closed, as librdkafka's do when the brokers are gone.
+type hangingSource struct {
+	*fakeSource
+	hang    chan struct{}
+	blocked chan struct{} // never closed: what a hung call waits on
+}
+
+func (h *hangingSource) Commit(offs []Offset) error {
+	select {
+	case <-h.hang:
+		<-h.blocked
+	default:
+	}
+	return h.fakeSource.Commit(offs)
+}
+
+// Store is the background commit: it returns at once.
+func (h *hangingSource) Store(offs []Offset) error { return h.fakeSource.Commit(offs) }
+
+func (h *hangingSource) Close() error {
+	select {
+	case <-h.hang:
+		<-h.blocked
+	default:
+	}
+	return h.fakeSource.Close()
+}
+
+// okSender answers every request with 200.
+type okSender struct{}
+
+func (okSender) Send(context.Context, *rules.Request) (*Response, error) {
+	return &Response{Status: 200}, nil
+}
+
+// TestRunnerShutdownDoesNotWaitForAHungClient: with the final commit and
+// the close hanging, Run still returns, with an error, after CloseTimeout.
+func TestRunnerShutdownDoesNotWaitForAHungClient(t *testing.T) {
+	src := &hangingSource{fakeSource: newFakeSource(), hang: make(chan struct{}), blocked: make(chan struct{})}
+	tp := TopicPartition{Topic: "jobs", Partition: 0}
+	src.add(tp, jobJSON("0"), jobJSON("1"))
+	r := NewRunner(RunnerConfig{
+		Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: okSender{},
+		CommitInterval: time.Hour, CloseTimeout: 50 * time.Millisecond, Log: zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	waitUntil(t, "2 done", func() bool { return r.Stats().Done.Load() == 2 })
+	close(src.hang)
+	cancel()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "did not finish within 50ms") {
+			t.Fatalf("Run = %v, want the close timeout", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return: it waits for the hung commit")
+	}
+}
+
 // TestPartitionConcurrency: a partition whose events hang takes at most
 // partition_concurrency slots; the rule's other partitions keep flowing.
 func TestPartitionConcurrency(t *testing.T) {

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"changeprop/internal/testkit"
+)
+
+const goneConfig = `
+service_name: cpjobqueue
+kafka:
+  brokers: %s
+  consumer:
+    auto.offset.reset: earliest
+  commit_interval: 100ms
+listen: 127.0.0.1:0
+shutdown_timeout: 5s
+rules:
+  refreshLinks:
+    topic: mediawiki.job.refreshLinks
+    concurrency: 10
+    exec:
+      method: post
+      uri: '%s/rpc/RunSingleJob.php'
+      headers:
+        content-type: application/json
+      body: '{{globals.message}}'
+  htmlCacheUpdatePartitioner:
+    topic: mediawiki.job.htmlCacheUpdate
+    partition_stream: 'cpjobqueue.partitioned.{{message.meta.stream}}'
+    partition_key: database
+    partition_map: {enwiki: 0}
+    partition_default: 1
+`
+
+// TestSIGTERMWithKafkaGone stops `changeprop run` after its cluster has
+// gone away: librdkafka's last commit and leaving the group then wait for
+// brokers that never answer, and the process must still end, with an
+// error that says so, rather than hang until it is killed.
+func TestSIGTERMWithKafkaGone(t *testing.T) {
+	const jobs, html = "mediawiki.job.refreshLinks", "mediawiki.job.htmlCacheUpdate"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Topics: map[string]int{
+		jobs: 2, html: 2}})
+	jr := testkit.NewJobRunner(t, testkit.JobRunnerOptions{})
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, goneConfig, cluster.Addr(), jr.URL()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	cp := startChangeprop(t, ctx, &logs, "run", "-create-topics", "-config", cfgFile)
+
+	gen := testkit.NewJobGen(3)
+	gen.Distinct = true
+	var recs []testkit.Record
+	for range 200 {
+		recs = append(recs, testkit.Record{Topic: jobs, Partition: testkit.AnyPartition, Value: gen.NextOfType("refreshLinks")},
+			testkit.Record{Topic: html, Partition: testkit.AnyPartition, Value: gen.NextOfType("htmlCacheUpdate")})
+	}
+	if err := cluster.Produce(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := jr.WaitFor(cp.ctx, 200); err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	waitFor(t, cp.ctx, "the partitioner's first transaction", func() bool {
+		end, err := cluster.EndOffsets(ctx, "cpjobqueue.partitioned."+html)
+		return err == nil && end[0]+end[1] > 0
+	})
+	// More work after the last commit, then the cluster goes.
+	if err := cluster.Produce(ctx, recs[:100]...); err != nil {
+		t.Fatal(err)
+	}
+	cluster.Close()
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- cp.stop() }()
+	select {
+	case err := <-stopped:
+		if err == nil {
+			t.Fatalf("changeprop exited 0 although it could not commit\n%s", logs.String())
+		}
+		out := logs.String()
+		if !strings.Contains(out, "did not finish in time") {
+			t.Fatalf("exit %v without saying why\n%s", err, out)
+		}
+	case <-time.After(time.Minute):
+		// shutdown_timeout (5s) and the bound on the last commit and
+		// close (5s) are far below this: it hangs.
+		t.Fatalf("changeprop still running a minute after SIGTERM with the cluster gone\n%s", logs.String())
+	}
+}
