@@ -59,6 +59,7 @@ func newPartitioner(cfg *rules.Config, r *rules.Rule, opts serviceOptions, log z
 		TransactionalID:    group + "-" + transactionalInstance(cfg, r),
 		ConsumerProperties: cfg.ConsumerProperties(r),
 		ProducerProperties: cfg.ProducerProperties(),
+		QueueKBytes:        kafka.QueueKBytesFor(consumers(cfg)),
 		Log:                log.With().Str("rule", r.Name).Logger(),
 	})
 	if err != nil {

@@ -89,6 +89,21 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 	return s, nil
 }
 
+// consumers counts the consumer-group members the service runs: one per
+// rule, one per cache of a purge rule. They share the prefetch budget
+// (kafka.QueueKBytesFor).
+func consumers(cfg *rules.Config) int {
+	n := 0
+	for _, r := range cfg.Rules {
+		if r.Partition != nil {
+			n++
+			continue
+		}
+		n += len(r.Instances())
+	}
+	return n
+}
+
 // newRunner is the Runner of rule r, in group <service_name>-<rule>.
 func (s *service) newRunner(cfg *rules.Config, r *rules.Rule, names dispatch.Names, opts serviceOptions) (*dispatch.Runner, error) {
 	src, err := kafka.NewConsumer(kafka.ConsumerConfig{
@@ -96,6 +111,7 @@ func (s *service) newRunner(cfg *rules.Config, r *rules.Rule, names dispatch.Nam
 		GroupID:        cfg.ServiceName + "-" + r.Name,
 		Properties:     cfg.ConsumerProperties(r),
 		CommitInterval: cfg.Kafka.CommitInterval,
+		QueueKBytes:    kafka.QueueKBytesFor(consumers(cfg)),
 		Log:            s.log.With().Str("rule", r.Name).Logger(),
 	})
 	if err != nil {

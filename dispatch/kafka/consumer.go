@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,24 @@ type ConsumerConfig struct {
 	// synchronously, and a transactional consumer commits through its
 	// producer.
 	CommitInterval time.Duration
-	Log            zerolog.Logger
+	// QueueKBytes, when positive, replaces the default
+	// queued.max.messages.kbytes (1024) beneath Properties: the share of
+	// the process's prefetch budget (QueueKBytesFor).
+	QueueKBytes int
+	Log         zerolog.Logger
+}
+
+// PrefetchBudgetKB is what the consumers of one process prefetch together
+// by default: each gets an equal share, at least 256 KB and at most the
+// 1 MB that keeps one busy rule's pipeline full. With 30 rules the shares
+// are 256 KB (25 MB less resident than 1 MB each, the same jobs/s:
+// docs/benchmarks.md).
+const PrefetchBudgetKB = 8 << 10
+
+// QueueKBytesFor is a consumer's default queued.max.messages.kbytes when
+// the process runs n consumers.
+func QueueKBytesFor(n int) int {
+	return min(1024, max(256, PrefetchBudgetKB/max(n, 1)))
 }
 
 // consumerDefaults may be overridden by configuration.
@@ -45,8 +63,9 @@ var consumerDefaults = map[string]string{
 	"fetch.wait.max.ms": "100",
 	// Bound what each consumer prefetches (librdkafka's defaults allow
 	// 64 MB and 100,000 messages per consumer, and there is one consumer
-	// per rule): a megabyte keeps the pipeline full (a quarter of one
-	// halved a busy rule's jobs/s, docs/benchmarks.md). When the rule is
+	// per rule): a megabyte keeps one busy rule's pipeline full; with many
+	// rules each gets a share of PrefetchBudgetKB instead (QueueKBytes).
+	// When the rule is
 	// busy the runner stops taking messages and this queue fills; fetching
 	// resumes 10ms after it has room again (the default waits a second).
 	"queued.max.messages.kbytes": "1024",
@@ -73,6 +92,18 @@ type Consumer struct {
 
 // NewConsumer creates the client; it joins the group on Subscribe.
 func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	c, err := ck.NewConsumer(consumerConfigMap(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("new consumer for group %s: %w", cfg.GroupID, err)
+	}
+	log := cfg.Log.With().Str("group", cfg.GroupID).Logger()
+	go forwardLogs(log, c.Logs())
+	return &Consumer{c: c, log: log, background: cfg.CommitInterval > 0}, nil
+}
+
+// consumerConfigMap is the client's configuration: the defaults (with
+// QueueKBytes), the Properties over them, and what dispatch needs.
+func consumerConfigMap(cfg ConsumerConfig) *ck.ConfigMap {
 	forced := map[string]string{
 		"bootstrap.servers": cfg.Brokers,
 		"group.id":          cfg.GroupID,
@@ -86,14 +117,12 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		forced["enable.auto.commit"] = "true"
 		forced["auto.commit.interval.ms"] = strconv.FormatInt(max(cfg.CommitInterval.Milliseconds(), 1), 10)
 	}
-	cm := configMap(consumerDefaults, cfg.Properties, forced)
-	c, err := ck.NewConsumer(cm)
-	if err != nil {
-		return nil, fmt.Errorf("new consumer for group %s: %w", cfg.GroupID, err)
+	defaults := consumerDefaults
+	if cfg.QueueKBytes > 0 {
+		defaults = maps.Clone(consumerDefaults)
+		defaults["queued.max.messages.kbytes"] = strconv.Itoa(cfg.QueueKBytes)
 	}
-	log := cfg.Log.With().Str("group", cfg.GroupID).Logger()
-	go forwardLogs(log, c.Logs())
-	return &Consumer{c: c, log: log, background: cfg.CommitInterval > 0}, nil
+	return configMap(defaults, cfg.Properties, forced)
 }
 
 // Subscribe implements dispatch.Source.

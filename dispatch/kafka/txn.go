@@ -29,7 +29,9 @@ type TxnConfig struct {
 	// over the defaults, as in ConsumerConfig and ProducerConfig.
 	ConsumerProperties []map[string]string
 	ProducerProperties []map[string]string
-	Log                zerolog.Logger
+	// QueueKBytes is the consumer's, as in ConsumerConfig.
+	QueueKBytes int
+	Log         zerolog.Logger
 }
 
 // Txn is a dispatch.TxnSource over a librdkafka consumer and transactional
@@ -57,10 +59,11 @@ func NewTxn(ctx context.Context, cfg TxnConfig) (*Txn, error) {
 		return nil, errors.New("new transactional client: empty transactional id")
 	}
 	c, err := NewConsumer(ConsumerConfig{
-		Brokers:    cfg.Brokers,
-		GroupID:    cfg.GroupID,
-		Properties: cfg.ConsumerProperties,
-		Log:        cfg.Log,
+		Brokers:     cfg.Brokers,
+		GroupID:     cfg.GroupID,
+		Properties:  cfg.ConsumerProperties,
+		QueueKBytes: cfg.QueueKBytes,
+		Log:         cfg.Log,
 	})
 	if err != nil {
 		return nil, err
