@@ -359,7 +359,6 @@ type conn struct {
 	pool      *connPool
 	limit     limitReader // under br: bounds what a response may make us read
 	br        *bufio.Reader
-	buf       []byte // the request head, reused
 	head      []byte // scratch for the response head, reused
 	idleSince time.Time
 }
