@@ -26,6 +26,7 @@ import (
 
 type harness struct {
 	bin, work, root string
+	phases          map[string]bool // end-to-end phases to run (-phases)
 	events          int64
 	reps            int
 	backlog         int64
@@ -55,6 +56,7 @@ func main() {
 	flag.DurationVar(&h.latencyFor, "latency-duration", 20*time.Second, "length of each latency run")
 	flag.BoolVar(&h.perf, "perf", true, "profile with perf record (when perf is installed)")
 	gotest := flag.Bool("gotest", true, "run the go test -bench hot-path benchmarks")
+	phases := flag.String("phases", "throughput,latency,rules30,backlog", "end-to-end phases to run, comma-separated (a report of fewer is for comparing, not for docs/)")
 	flag.Parse()
 
 	var err error
@@ -87,6 +89,10 @@ func main() {
 
 	h.res.machine = machine()
 	h.logf("work directory %s", h.work)
+	h.phases = map[string]bool{}
+	for p := range strings.SplitSeq(*phases, ",") {
+		h.phases[strings.TrimSpace(p)] = true
+	}
 	if err := h.runAll(*gotest); err != nil {
 		h.stopAll()
 		fatal(err)
@@ -130,17 +136,16 @@ func (h *harness) runAll(gotest bool) error {
 	h.simProc = sim
 	h.simURL = strings.Fields(strings.TrimPrefix(line, "jobrunner-sim: listening on "))[0]
 
-	if err := h.throughput(); err != nil {
-		return err
-	}
-	if err := h.latency(); err != nil {
-		return err
-	}
-	if err := h.rules30(); err != nil {
-		return err
-	}
-	if err := h.backlogRun(); err != nil {
-		return err
+	for _, ph := range []struct {
+		name string
+		run  func() error
+	}{{"throughput", h.throughput}, {"latency", h.latency}, {"rules30", h.rules30}, {"backlog", h.backlogRun}} {
+		if !h.phases[ph.name] {
+			continue
+		}
+		if err := ph.run(); err != nil {
+			return err
+		}
 	}
 	if gotest {
 		h.goBench()
