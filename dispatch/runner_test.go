@@ -28,6 +28,7 @@ type fakeSource struct {
 	pos       map[TopicPartition]int
 	wake      chan struct{}
 	closed    bool
+	pauses    map[TopicPartition]int // Pause calls per partition
 }
 
 func newFakeSource() *fakeSource {
@@ -99,8 +100,18 @@ func (f *fakeSource) Pause(tps []TopicPartition) error {
 	defer f.mu.Unlock()
 	for _, tp := range tps {
 		f.paused[tp] = true
+		if f.pauses == nil {
+			f.pauses = map[TopicPartition]int{}
+		}
+		f.pauses[tp]++
 	}
 	return nil
+}
+
+func (f *fakeSource) pauseCount(tp TopicPartition) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pauses[tp]
 }
 
 func (f *fakeSource) Resume(tps []TopicPartition) error {
@@ -486,6 +497,95 @@ func TestPartitionConcurrency(t *testing.T) {
 	if got := r.Stats().Cancelled.Load(); got != 2 {
 		t.Errorf("abandoned %d slow events at shutdown, want the 2 partition_concurrency allowed in flight", got)
 	}
+}
+
+// TestReadAheadPausesOnlyAStuckPartition: a partition whose jobs fill
+// most of the read-ahead while they cannot start (partition_concurrency
+// reached, the rule with room) is paused so that the others are read; a
+// partition that is only busy, the rule full of its jobs, is not.
+func TestReadAheadPausesOnlyAStuckPartition(t *testing.T) {
+	t.Run("stuck", func(t *testing.T) {
+		src := newFakeSource()
+		slow := TopicPartition{Topic: "jobs", Partition: 0}
+		fast := TopicPartition{Topic: "jobs", Partition: 1}
+		for i := range 20 {
+			src.add(slow, jobJSON(fmt.Sprint("slow", i)))
+		}
+		for i := range 30 {
+			src.add(fast, jobJSON(fmt.Sprint("fast", i)))
+		}
+		snd := newGateSender()
+		r := NewRunner(RunnerConfig{
+			Rule: testRule(t, 4, "partition_concurrency: 2"), Topics: []string{"jobs"}, Source: src, Sender: snd,
+			CommitInterval: time.Millisecond, MaxBacklog: 8, ShutdownTimeout: time.Millisecond, Log: zerolog.Nop(),
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- r.Run(ctx) }()
+		go func() {
+			for id := range snd.started {
+				if strings.HasPrefix(id, "fast") {
+					snd.gate(id) <- 200
+				}
+			}
+		}()
+		waitUntil(t, "the fast partition done", func() bool {
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			return src.committed[fast] == 30
+		})
+		if src.pauseCount(slow) == 0 {
+			t.Error("the stuck partition was never paused")
+		}
+		if n := src.pauseCount(fast); n != 0 {
+			t.Errorf("the fast partition was paused %d times", n)
+		}
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("busy", func(t *testing.T) {
+		src := newFakeSource()
+		hot := TopicPartition{Topic: "jobs", Partition: 0}
+		src.parts[TopicPartition{Topic: "jobs", Partition: 1}] = nil // assigned, empty
+		for i := range 40 {
+			src.add(hot, jobJSON(fmt.Sprint(i)))
+		}
+		snd := newGateSender()
+		r := NewRunner(RunnerConfig{
+			Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: snd,
+			CommitInterval: time.Millisecond, MaxBacklog: 8, Log: zerolog.Nop(),
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- r.Run(ctx) }()
+		// The rule full (2 in flight), the read-ahead full of the hot
+		// partition's jobs: it waits, unpaused.
+		first := []string{<-snd.started, <-snd.started}
+		waitUntil(t, "the read-ahead full", func() bool { return r.Stats().Consumed.Load() >= 2+8 })
+		if n := src.pauseCount(hot); n != 0 {
+			t.Fatalf("the busy partition was paused %d times with the rule full", n)
+		}
+		for _, id := range first {
+			snd.gate(id) <- 200
+		}
+		for range 38 {
+			snd.gate(<-snd.started) <- 200
+		}
+		waitUntil(t, "every job done", func() bool {
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			return src.committed[hot] == 40
+		})
+		if n := src.pauseCount(hot); n != 0 {
+			t.Errorf("the busy partition was paused %d times", n)
+		}
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 // TestRunnerWorkers: a worker per job in flight at the busiest moment,

@@ -17,7 +17,8 @@ import "time"
 // messages from the client until jobs are admitted. A partition pauses in
 // the consumer while one of its jobs waits for an open breaker, while it
 // has too many jobs in the delay queue, or while it alone fills most of
-// the read-ahead; it resumes when none of that holds.
+// the read-ahead with jobs that cannot start although the rule has room
+// (stuck); it resumes when none of that holds.
 
 // accept takes a message read from its partition.
 func (r *Runner) accept(m *Message) {
@@ -208,9 +209,20 @@ func (r *Runner) releaseDue(now time.Time) {
 // drops what it prefetched for a paused partition and takes long to refill
 // it, so a rule that is merely busy stops polling instead (Run).
 func (r *Runner) pauseIfBusy(p *part) {
-	if p.blocked > 0 || p.delayed >= r.maxDelayed || (len(r.order) > 1 && len(p.backlog) >= r.maxBacklog*3/4) {
+	if p.blocked > 0 || p.delayed >= r.maxDelayed || r.stuck(p) {
 		r.pause(p)
 	}
+}
+
+// stuck reports whether p holds most of the read-ahead with jobs that
+// cannot start although the rule has room: its admitted jobs wait for
+// partition_concurrency or their keys. Pausing it lets the loop read the
+// other partitions. A partition that is only busy, with the rule full of
+// jobs, is not stuck: pausing it would help no other partition, and a
+// resumed partition takes long to refill (a hot partition was paused and
+// resumed all through a drain, at a third of the jobs/s).
+func (r *Runner) stuck(p *part) bool {
+	return len(r.order) > 1 && len(p.backlog) >= r.maxBacklog*3/4 && r.inflight < r.limit
 }
 
 func (r *Runner) resumeIfIdle(p *part) {
