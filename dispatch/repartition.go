@@ -110,6 +110,10 @@ type Repartitioner struct {
 	batch      txnBatch
 	subscribed []string
 	err        error // fatal: Run stops
+	// txnCtx bounds every commit and abort beyond TxnTimeout: it ends
+	// CloseTimeout after Run's context, so that a transaction that cannot
+	// finish (the brokers gone) does not hold the shutdown.
+	txnCtx context.Context
 
 	ready atomic.Bool
 }
@@ -148,6 +152,7 @@ func NewRepartitioner(cfg RepartitionerConfig) *Repartitioner {
 		assigned: make(map[TopicPartition]bool),
 		dests:    make(map[string]int32),
 		batch:    txnBatch{first: make(map[TopicPartition]int64), next: make(map[TopicPartition]int64)},
+		txnCtx:   context.Background(),
 	}
 }
 
@@ -172,6 +177,11 @@ func (r *Repartitioner) Close() error { return r.cfg.Source.Close() }
 // after a clean shutdown, and an error when a topic is missing or too
 // small or the transactional client failed for good.
 func (r *Repartitioner) Run(ctx context.Context) error {
+	txnCtx, cancelTxn := context.WithCancel(context.Background())
+	defer cancelTxn()
+	stopTxn := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.CloseTimeout, cancelTxn) })
+	defer stopTxn()
+	r.txnCtx = txnCtx
 	if err := r.checkTopics(ctx); err != nil {
 		_ = r.cfg.Source.Close()
 		return fmt.Errorf("rule %s: %w", r.Name(), err)
@@ -462,7 +472,7 @@ func offsets(m map[TopicPartition]int64, skip []TopicPartition) []Offset {
 // commit commits the open transaction with the offsets after what it read;
 // when that fails, the transaction is aborted.
 func (r *Repartitioner) commit() {
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.TxnTimeout)
+	ctx, cancel := context.WithTimeout(r.txnCtx, r.cfg.TxnTimeout)
 	defer cancel()
 	err := r.cfg.Source.CommitTxn(ctx, offsets(r.batch.next, nil))
 	switch {
@@ -485,7 +495,7 @@ func (r *Repartitioner) commit() {
 // those in gone (revoked: their next owner reads from the committed
 // offsets).
 func (r *Repartitioner) abort(gone []TopicPartition) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.TxnTimeout)
+	ctx, cancel := context.WithTimeout(r.txnCtx, r.cfg.TxnTimeout)
 	defer cancel()
 	err := r.cfg.Source.Abort(ctx, offsets(r.batch.first, gone))
 	r.stats.Cancelled.Add(int64(r.batch.n))

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -169,28 +168,77 @@ func (s *service) closeUnstarted() {
 	s.stores.close()
 }
 
+// stopSlack is how long past shutdown_timeout the service waits for its
+// rules to stop: their last commit and close are bounded by 5 s
+// (dispatch's CloseTimeout), a partitioner's transaction in progress by
+// its own timeout.
+const stopSlack = 10 * time.Second
+
 // run runs every rule until ctx ends, or until one rule fails, which stops
 // the others too. It returns after every rule has drained and committed.
 func (s *service) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
 	all := s.all()
 	errs := make([]error, len(all))
+	stopped := make(chan int, len(all))
 	for i, r := range all {
-		wg.Go(func() {
+		go func() {
 			if err := r.Run(ctx); err != nil {
 				s.log.Error().Err(err).Str("rule", r.Name()).Msg("rule stopped")
 				errs[i] = err
 				cancel()
 			}
-		})
+			stopped <- i
+		}()
 	}
-	wg.Wait()
+	running := len(all)
+	done := make([]bool, len(all))
+	for running > 0 && ctx.Err() == nil {
+		select {
+		case i := <-stopped:
+			done[i] = true
+			running--
+		case <-ctx.Done():
+		}
+	}
+	// Every rule drains within shutdown_timeout and closes within its own
+	// bound; a rule still running past that (a librdkafka call that waits
+	// for brokers that are gone) is left behind rather than holding the
+	// process until it is killed.
+	var timedOut error
+	deadline := time.NewTimer(s.cfg.ShutdownTimeout + stopSlack)
+	defer deadline.Stop()
+	for running > 0 {
+		select {
+		case i := <-stopped:
+			done[i] = true
+			running--
+			continue
+		case <-deadline.C:
+		}
+		var left []string
+		for i, r := range all {
+			if !done[i] {
+				left = append(left, r.Name())
+			}
+		}
+		s.log.Error().Strs("rules", left).Dur("waited", s.cfg.ShutdownTimeout+stopSlack).
+			Msg("rules did not stop in time (is Kafka reachable?); exiting without them: what they did not commit will be read again")
+		timedOut = fmt.Errorf("rules %v did not stop within %v", left, s.cfg.ShutdownTimeout+stopSlack)
+		break
+	}
 	s.sender.CloseIdle()
 	s.producer.Close(10 * time.Second)
 	s.stores.close()
-	return errors.Join(errs...)
+	// Only the rules that stopped: one left behind may still write its slot.
+	out := []error{timedOut}
+	for i, err := range errs {
+		if done[i] {
+			out = append(out, err)
+		}
+	}
+	return errors.Join(out...)
 }
 
 // breakerSets holds the circuit breakers: one Set for the rules that use
