@@ -110,10 +110,6 @@ type Repartitioner struct {
 	batch      txnBatch
 	subscribed []string
 	err        error // fatal: Run stops
-	// txnCtx bounds every commit and abort beyond TxnTimeout: it ends
-	// CloseTimeout after Run's context, so that a transaction that cannot
-	// finish (the brokers gone) does not hold the shutdown.
-	txnCtx context.Context
 
 	ready atomic.Bool
 }
@@ -152,7 +148,6 @@ func NewRepartitioner(cfg RepartitionerConfig) *Repartitioner {
 		assigned: make(map[TopicPartition]bool),
 		dests:    make(map[string]int32),
 		batch:    txnBatch{first: make(map[TopicPartition]int64), next: make(map[TopicPartition]int64)},
-		txnCtx:   context.Background(),
 	}
 }
 
@@ -177,11 +172,6 @@ func (r *Repartitioner) Close() error { return r.cfg.Source.Close() }
 // after a clean shutdown, and an error when a topic is missing or too
 // small or the transactional client failed for good.
 func (r *Repartitioner) Run(ctx context.Context) error {
-	txnCtx, cancelTxn := context.WithCancel(context.Background())
-	defer cancelTxn()
-	stopTxn := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.CloseTimeout, cancelTxn) })
-	defer stopTxn()
-	r.txnCtx = txnCtx
 	if err := r.checkTopics(ctx); err != nil {
 		_ = r.cfg.Source.Close()
 		return fmt.Errorf("rule %s: %w", r.Name(), err)
@@ -213,33 +203,24 @@ func (r *Repartitioner) Run(ctx context.Context) error {
 		}
 	}
 	// The last commit and the close (leaving the group runs Revoked, which
-	// finds no open transaction) on a goroutine of their own, waited for
-	// only until CloseTimeout: a cluster that is gone cannot hold the
-	// process.
-	done := make(chan error, 1)
-	go func() {
+	// finds no open transaction), bounded as a Runner's.
+	err, ok := closeWithin(r.cfg.CloseTimeout, r.log, func() error {
 		if r.batch.open && r.err == nil {
 			r.commit()
 		}
 		cerr := r.cfg.Source.Close()
 		if r.err != nil {
-			cerr = r.err
+			return r.err
 		}
-		done <- cerr
-	}()
-	t := time.NewTimer(r.cfg.CloseTimeout)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("rule %s: %w", r.Name(), err)
-		}
-		return nil
-	case <-t.C:
-		r.log.Error().Dur("close_timeout", r.cfg.CloseTimeout).
-			Msg("the last commit and leaving the group did not finish in time (is Kafka reachable?); what was not committed will be read again")
+		return cerr
+	})
+	switch {
+	case !ok:
 		return fmt.Errorf("rule %s: last commit and close did not finish within %v", r.Name(), r.cfg.CloseTimeout)
+	case err != nil:
+		return fmt.Errorf("rule %s: %w", r.Name(), err)
 	}
+	return nil
 }
 
 // fail records the first fatal error; Run stops after it.
@@ -472,7 +453,7 @@ func offsets(m map[TopicPartition]int64, skip []TopicPartition) []Offset {
 // commit commits the open transaction with the offsets after what it read;
 // when that fails, the transaction is aborted.
 func (r *Repartitioner) commit() {
-	ctx, cancel := context.WithTimeout(r.txnCtx, r.cfg.TxnTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.TxnTimeout)
 	defer cancel()
 	err := r.cfg.Source.CommitTxn(ctx, offsets(r.batch.next, nil))
 	switch {
@@ -495,7 +476,7 @@ func (r *Repartitioner) commit() {
 // those in gone (revoked: their next owner reads from the committed
 // offsets).
 func (r *Repartitioner) abort(gone []TopicPartition) {
-	ctx, cancel := context.WithTimeout(r.txnCtx, r.cfg.TxnTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.TxnTimeout)
 	defer cancel()
 	err := r.cfg.Source.Abort(ctx, offsets(r.batch.first, gone))
 	r.stats.Cancelled.Add(int64(r.batch.n))

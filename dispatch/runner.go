@@ -542,28 +542,41 @@ func (r *Runner) shutdown() error {
 	}
 	r.drainCompletions()
 	close(r.work1) // workers whose jobs were abandoned end when those do
-	// The final commit and the close (whose last revoke runs Revoked) go
-	// to a goroutine of their own, so that a cluster that does not answer
-	// cannot hold the process: this goroutine waits for them only until
-	// CloseTimeout, and touches no state of the Runner meanwhile.
-	done := make(chan error, 1)
-	go func() {
+	// The final commit and the close (whose last revoke runs Revoked):
+	// bounded, since a cluster that does not answer must not hold the
+	// process (closeWithin).
+	err, ok := closeWithin(r.cfg.CloseTimeout, r.cfg.Log, func() error {
 		r.commit(nil)
-		done <- r.cfg.Source.Close()
-	}()
-	t := time.NewTimer(r.cfg.CloseTimeout)
+		return r.cfg.Source.Close()
+	})
+	switch {
+	case !ok:
+		return fmt.Errorf("rule %s: final commit and close did not finish within %v", r.Name(), r.cfg.CloseTimeout)
+	case err != nil:
+		return fmt.Errorf("rule %s: close consumer: %w", r.Name(), err)
+	}
+	r.cfg.Log.Info().Int64("done", r.stats.Finished()).Msg("stopped")
+	return nil
+}
+
+// closeWithin runs a rule's last commit and close on a goroutine of its
+// own and waits for it at most timeout: with the brokers gone librdkafka
+// waits for them for minutes or for ever. The caller touches none of the
+// state finish uses until it returns ok; past the timeout the goroutine is
+// left behind (the process is stopping), what was not committed is read
+// again, and ok is false.
+func closeWithin(timeout time.Duration, log zerolog.Logger, finish func() error) (err error, ok bool) {
+	done := make(chan error, 1)
+	go func() { done <- finish() }()
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case err := <-done:
-		r.cfg.Log.Info().Int64("done", r.stats.Finished()).Msg("stopped")
-		if err != nil {
-			return fmt.Errorf("rule %s: close consumer: %w", r.Name(), err)
-		}
-		return nil
+		return err, true
 	case <-t.C:
-		r.cfg.Log.Error().Dur("close_timeout", r.cfg.CloseTimeout).Int64("done", r.stats.Finished()).
-			Msg("the final commit and leaving the group did not finish in time (is Kafka reachable?); what was not committed will be read again")
-		return fmt.Errorf("rule %s: final commit and close did not finish within %v", r.Name(), r.cfg.CloseTimeout)
+		log.Error().Dur("close_timeout", timeout).
+			Msg("the last commit and leaving the group did not finish in time (is Kafka reachable?); what was not committed will be read again")
+		return nil, false
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
 
@@ -21,20 +22,11 @@ func TestSenderResponseBounds(t *testing.T) {
 	const huge = 100 << 20
 	var conns atomic.Int64
 	written := make(chan int64, 1)
-	chunk := []byte(strings.Repeat("y", 64<<10))
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/huge":
 			w.Header().Set("Content-Length", "104857600")
-			var n int64
-			for n < huge {
-				m, err := w.Write(chunk)
-				n += int64(m)
-				if err != nil {
-					break
-				}
-			}
-			written <- n
+			written <- testkit.WriteUntil(w, huge, 'y')
 		case "/fits":
 			_, _ = w.Write([]byte(strings.Repeat("z", 32<<10)))
 		case "/fat-headers":

@@ -63,8 +63,7 @@ func (p *problems) compileSample(r *Rule, n *yaml.Node, path string) *Sample {
 		s.HashTemplate = p.template(r, hn, hpath)
 	}
 	if s.HashTemplate == nil {
-		s.HashTemplate, _ = ParseTemplate(DefaultSampleHash)
-		r.use(s.HashTemplate)
+		s.HashTemplate = r.useDefault(DefaultSampleHash)
 	}
 	o.finish()
 	return s

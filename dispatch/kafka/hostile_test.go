@@ -41,7 +41,6 @@ func TestHostileInputLeavesTheServiceRunning(t *testing.T) {
 	var mu sync.Mutex
 	posted := map[string]int{}
 	hugeWritten := make(chan int64, 1)
-	chunk := []byte(strings.Repeat("r", 64<<10))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ev struct {
 			Meta struct{ ID string }
@@ -56,15 +55,7 @@ func TestHostileInputLeavesTheServiceRunning(t *testing.T) {
 		mu.Unlock()
 		switch ev.Type {
 		case "huge-response":
-			var n int64
-			for n < huge {
-				m, err := w.Write(chunk)
-				n += int64(m)
-				if err != nil {
-					break
-				}
-			}
-			hugeWritten <- n
+			hugeWritten <- testkit.WriteUntil(w, huge, 'r')
 		case "fat-headers":
 			w.Header().Set("X-Fat", strings.Repeat("h", 256<<10))
 			w.WriteHeader(200)
