@@ -405,6 +405,36 @@ func TestFanoutSteps(t *testing.T) {
 // TestNamesAndSubscriptionAcrossDatacenters: with consume_dc codfw and
 // produce_dc eqiad a rule reads codfw's topics, its retry topics and (for
 // a fanout rule) its continuation topic in eqiad, and writes to eqiad.
+// TestFanoutFailureKeepsAnExcerpt: an Action API answer may be megabytes
+// (its ResponseLimit); the error event of a failed fan-out request keeps
+// only an excerpt of it, as for any request.
+func TestFanoutFailureKeepsAnExcerpt(t *testing.T) {
+	big := []byte(strings.Repeat("x", 2<<20))
+	snd := &scriptSender{answer: func(*rules.Request) (*Response, error) {
+		return &Response{Status: 400, Body: big}, nil
+	}}
+	p := &recordingProducer{}
+	h := actionHandler(t, fanoutRule, snd, p, dedupe.NewMemory())
+	runJob(t, context.Background(), h, "eqiad.mediawiki.revision-create", edit)
+	var found bool
+	for _, m := range p.taken() {
+		if m.topic != "eqiad.cp.error" {
+			continue
+		}
+		found = true
+		var ev errorEvent
+		if err := json.Unmarshal(m.value, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(ev.Details.Body); n == 0 || n > MaxBodyExcerpt {
+			t.Errorf("error event body of %d bytes, want an excerpt of at most %d", n, MaxBodyExcerpt)
+		}
+	}
+	if !found {
+		t.Fatalf("no error event; produced %d messages", len(p.taken()))
+	}
+}
+
 func TestNamesAndSubscriptionAcrossDatacenters(t *testing.T) {
 	cfg, err := rules.Load([]byte(`
 service_name: cp

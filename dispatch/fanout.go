@@ -136,7 +136,7 @@ func (h *handler) fanoutStep(ctx context.Context, j *job, f *rules.Fanout, sourc
 			o = rules.Failed
 		}
 		return h.failed(ctx, j, o, failure{
-			message: fmt.Sprintf("%s %s: %v", req.Method, req.URI, err), status: resp.Status,
+			message: fmt.Sprintf("%s %s: %v", req.Method, RedactURI(req.URI), err), status: resp.Status,
 			header: resp.Header, body: excerpt(resp.Body), attempts: h.attempt(j),
 		})
 	}

@@ -382,7 +382,8 @@ func (h *handler) exchange(ctx context.Context, j *job, req *rules.Request) (*Re
 	f := failure{attempts: h.attempt(j)}
 	var header func(string) string
 	if resp != nil {
-		f.status, f.header, f.body = resp.Status, resp.Header, resp.Body
+		// A fan-out answer may be megabytes: an error event keeps an excerpt.
+		f.status, f.header, f.body = resp.Status, resp.Header, excerpt(resp.Body)
 		header = resp.Header.Get
 	}
 	destFailed := breaker.IsFailure(f.status, err)

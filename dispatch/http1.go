@@ -107,12 +107,10 @@ func (e *timeoutError) Is(target error) bool {
 
 var _ net.Error = (*timeoutError)(nil)
 
-// inlineBody is the largest body copied into the request buffer; a larger
-// one is written from its own slice (writev).
-const inlineBody = 64 << 10
-
 // keptBuffer is the largest request buffer that goes back to requestBufs
-// for the next request.
+// for the next request. A body that fits in one with its head is copied
+// after the head (one write); a larger one is written from its own slice
+// (writev), so that no request grows a buffer only to drop it.
 const keptBuffer = 16 << 10
 
 // requestBufs holds the buffers requests are written from. A buffer is
@@ -143,7 +141,7 @@ func (c *conn) roundTrip(ctx context.Context, req *rules.Request, t *target, hos
 		requestBufs.Put(bp)
 		return nil, false, err
 	}
-	if req.Body != nil && len(req.Body) <= inlineBody {
+	if req.Body != nil && len(head)+len(req.Body) <= keptBuffer {
 		head = append(head, req.Body...)
 		_, err = c.nc.Write(head)
 	} else if req.Body != nil {

@@ -143,8 +143,8 @@ func TestHTTPSenderWire(t *testing.T) {
 				Headers: []rules.Header{{Name: "authorization", Value: "Bearer t"}}},
 			"GET /a HTTP/1.1\r\nHost: " + srv.ln.Addr().String() + "\r\nAuthorization: Bearer t\r\n\r\n"},
 		{"a large body is written too",
-			rules.Request{Method: "PUT", URI: srv.url() + "/big", Body: []byte(strings.Repeat("b", 2*inlineBody))},
-			"PUT /big HTTP/1.1\r\nHost: " + srv.ln.Addr().String() + "\r\nContent-Length: 131072\r\n\r\n" + strings.Repeat("b", 2*inlineBody)},
+			rules.Request{Method: "PUT", URI: srv.url() + "/big", Body: []byte(strings.Repeat("b", 128<<10))},
+			"PUT /big HTTP/1.1\r\nHost: " + srv.ln.Addr().String() + "\r\nContent-Length: 131072\r\n\r\n" + strings.Repeat("b", 128<<10)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,6 +29,7 @@ type serviceOption func(*serviceOptions)
 type serviceOptions struct {
 	createTopics bool
 	metrics      *dispatch.Metrics
+	queueKB      int // each consumer's share of the prefetch budget, set by newService
 }
 
 // withCreateTopics makes partitioner rules create their partitioned
@@ -59,7 +60,7 @@ func newPartitioner(cfg *rules.Config, r *rules.Rule, opts serviceOptions, log z
 		TransactionalID:    group + "-" + transactionalInstance(cfg, r),
 		ConsumerProperties: cfg.ConsumerProperties(r),
 		ProducerProperties: cfg.ProducerProperties(),
-		QueueKBytes:        kafka.QueueKBytesFor(consumers(cfg)),
+		QueueKBytes:        opts.queueKB,
 		Log:                log.With().Str("rule", r.Name).Logger(),
 	})
 	if err != nil {

@@ -35,7 +35,7 @@ const topicRefresh = 30 * time.Second
 // newService creates the producer and a consumer per rule, in group
 // <service_name>-<rule>.
 func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption) (*service, error) {
-	var opts serviceOptions
+	opts := serviceOptions{queueKB: kafka.QueueKBytesFor(consumers(cfg))}
 	for _, o := range options {
 		o(&opts)
 	}
@@ -110,7 +110,7 @@ func (s *service) newRunner(cfg *rules.Config, r *rules.Rule, names dispatch.Nam
 		GroupID:        cfg.ServiceName + "-" + r.Name,
 		Properties:     cfg.ConsumerProperties(r),
 		CommitInterval: cfg.Kafka.CommitInterval,
-		QueueKBytes:    kafka.QueueKBytesFor(consumers(cfg)),
+		QueueKBytes:    opts.queueKB,
 		Log:            s.log.With().Str("rule", r.Name).Logger(),
 	})
 	if err != nil {
@@ -169,10 +169,10 @@ func (s *service) closeUnstarted() {
 }
 
 // stopSlack is how long past shutdown_timeout the service waits for its
-// rules to stop: their last commit and close are bounded by 5 s
-// (dispatch's CloseTimeout), a partitioner's transaction in progress by
-// its own timeout.
-const stopSlack = 10 * time.Second
+// rules to stop: a Runner takes at most 10 s more (5 s for cancelled jobs
+// to report, 5 s for the last commit and close, dispatch's CloseTimeout);
+// a partitioner's transaction in progress is bounded only by its own 30 s.
+const stopSlack = 15 * time.Second
 
 // run runs every rule until ctx ends, or until one rule fails, which stops
 // the others too. It returns after every rule has drained and committed.
@@ -229,8 +229,14 @@ func (s *service) run(ctx context.Context) error {
 		break
 	}
 	s.sender.CloseIdle()
-	s.producer.Close(10 * time.Second)
-	s.stores.close()
+	if timedOut != nil {
+		// A rule left behind may still use the producer and the stores:
+		// flush what is queued, close nothing, the process is exiting.
+		s.producer.Flush(10 * time.Second)
+	} else {
+		s.producer.Close(10 * time.Second)
+		s.stores.close()
+	}
 	// Only the rules that stopped: one left behind may still write its slot.
 	out := []error{timedOut}
 	for i, err := range errs {

@@ -39,11 +39,11 @@ const checkPoll = 500 * time.Millisecond
 func (p *Producer) Check(ctx context.Context) error {
 	for {
 		_, err := p.p.GetMetadata(nil, false, int(checkPoll/time.Millisecond))
+		if err == nil {
+			return nil // answered: a refusal seen on the way was passing
+		}
 		if e := p.denied.Load(); e != nil {
 			return fmt.Errorf("%w: %v", ErrRefused, *e)
-		}
-		if err == nil {
-			return nil
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("kafka: no answer from the brokers (%v): %w", err, context.Cause(ctx))

@@ -111,6 +111,13 @@ func (p *Producer) Produce(ctx context.Context, topic string, key, value []byte)
 	}
 }
 
+// Flush waits up to timeout for queued messages to be delivered.
+func (p *Producer) Flush(timeout time.Duration) {
+	if n := p.p.Flush(int(timeout / time.Millisecond)); n > 0 {
+		p.log.Warn().Int("unsent", n).Msg("producer flushed with messages unsent")
+	}
+}
+
 // Close waits up to timeout for queued messages, then closes the client.
 func (p *Producer) Close(timeout time.Duration) {
 	if n := p.p.Flush(int(timeout / time.Millisecond)); n > 0 {
