@@ -91,8 +91,8 @@ func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emi
 		e.Details.Headers = make(map[string]string, len(f.header))
 		for k, v := range f.header {
 			k = strings.ToLower(k)
-			if credentialHeaders[k] {
-				e.Details.Headers[k] = "[redacted]"
+			if rules.CredentialHeader(k) {
+				e.Details.Headers[k] = rules.Redacted
 				continue
 			}
 			e.Details.Headers[k] = strings.Join(v, ", ")
@@ -104,13 +104,6 @@ func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emi
 		b = marshalErrorEvent(&e)
 	}
 	return b
-}
-
-// credentialHeaders are response headers whose values error events leave
-// out: they hand out or ask for credentials.
-var credentialHeaders = map[string]bool{
-	"set-cookie": true, "authorization": true, "proxy-authorization": true, "www-authenticate": true,
-	"proxy-authenticate": true, "cookie": true,
 }
 
 func marshalErrorEvent(e *errorEvent) []byte {

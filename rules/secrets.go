@@ -181,11 +181,20 @@ func secretProperty(name string) bool {
 		strings.Contains(name, "oauthbearer.config") || strings.Contains(name, "token")
 }
 
-// secretHeaders are request header names whose literal values are secrets.
-var secretHeaders = map[string]bool{
-	"authorization": true, "proxy-authorization": true, "cookie": true,
-	"x-api-key": true, "x-auth-token": true,
+// Redacted stands in for a secret in logs, answers and error events.
+const Redacted = "[redacted]"
+
+// credentialHeaders name the headers that carry credentials, asked for or
+// handed out: a rule's literal values of them are secrets, and error
+// events leave their values out of the responses they keep.
+var credentialHeaders = map[string]bool{
+	"authorization": true, "proxy-authorization": true, "cookie": true, "set-cookie": true,
+	"www-authenticate": true, "proxy-authenticate": true, "x-api-key": true, "x-auth-token": true,
 }
+
+// CredentialHeader reports whether the header named name (lower case)
+// carries credentials.
+func CredentialHeader(name string) bool { return credentialHeaders[name] }
 
 // Secrets returns every secret the configuration holds, longest first:
 // Kafka passwords and keys (from any properties layer, files or the
@@ -224,7 +233,7 @@ func (c *Config) Secrets() []string {
 					}
 				}
 				for _, h := range x.headers {
-					if secretHeaders[h.name] && h.t.IsLiteral() {
+					if credentialHeaders[h.name] && h.t.IsLiteral() {
 						add(h.t.String())
 						if _, cred, ok := strings.Cut(h.t.String(), " "); ok {
 							add(cred) // "Bearer <token>": the token alone too

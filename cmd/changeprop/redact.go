@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"strings"
+
+	"changeprop/rules"
 )
 
 // redacted replaces a secret in log lines.
-const redacted = "[redacted]"
+const redacted = rules.Redacted
 
 // minRedacted is the shortest secret scrubbed from logs: a shorter one
 // would blot out ordinary words. Use longer secrets.
