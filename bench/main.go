@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,7 @@ type harness struct {
 	backlog         int64
 	backlogWatch    time.Duration
 	latencyFor      time.Duration
+	latencyRates    []int // -latency-rate: fixed rates instead of half the measured capacity
 	perf            bool
 
 	procs   []*proc
@@ -54,6 +56,14 @@ func main() {
 	flag.Int64Var(&h.backlog, "backlog", 1_000_000, "events of the backlog run")
 	flag.DurationVar(&h.backlogWatch, "backlog-watch", 60*time.Second, "how long to watch the backlog drain")
 	flag.DurationVar(&h.latencyFor, "latency-duration", 20*time.Second, "length of each latency run")
+	flag.Func("latency-rate", "rate of the latency runs, repeatable (default: half of the measured one-rule capacity)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("-latency-rate %q is not a positive number", v)
+		}
+		h.latencyRates = append(h.latencyRates, n)
+		return nil
+	})
 	flag.BoolVar(&h.perf, "perf", true, "profile with perf record (when perf is installed)")
 	gotest := flag.Bool("gotest", true, "run the go test -bench hot-path benchmarks")
 	phases := flag.String("phases", "throughput,latency,rules30,backlog", "end-to-end phases to run, comma-separated (a report of fewer is for comparing, not for docs/)")

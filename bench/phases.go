@@ -184,8 +184,27 @@ func (h *harness) throughput() error {
 // latency runs changeprop (one rule), then bare, at half of changeprop's
 // measured capacity, and reads the added latency from the job runner.
 func (h *harness) latency() error {
-	capacity, _, _ := median(h.res.cp1, drain.jobsPerSec)
-	rate := max(int(capacity/2), 1)
+	rates := h.latencyRates
+	if h.cluster == nil {
+		if err := h.startCluster("cluster-latency", []string{"mediawiki.job.htmlCacheUpdate",
+			"mediawiki.job.cirrusSearchLinksUpdate"}); err != nil {
+			return err
+		}
+	}
+	if len(rates) == 0 {
+		capacity, _, _ := median(h.res.cp1, drain.jobsPerSec)
+		rates = []int{max(int(capacity/2), 1)}
+	}
+	for _, rate := range rates {
+		if err := h.latencyAt(rate); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// latencyAt measures changeprop, then bare, at rate events per second.
+func (h *harness) latencyAt(rate int) error {
 	for _, who := range []string{"changeprop", "bare"} {
 		jobType, topic := "htmlCacheUpdate", "mediawiki.job.htmlCacheUpdate"
 		var p *proc
