@@ -112,6 +112,9 @@ type Claim struct {
 	job Job
 	at  time.Time // when it was claimed: the job's processing time
 	seq uint64    // tells this claim apart from later claims of the same id
+	// keys are a Memory store's hashes of the id, the sha1 and the root
+	// signature, made once by Claim for Confirm and Release.
+	keys [3]key
 }
 
 // Job returns the job the claim was made for.

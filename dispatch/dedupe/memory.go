@@ -93,13 +93,20 @@ func (m *Memory) len() int { return len(m.ids) + len(m.sha1s) + len(m.roots) }
 // Claim implements Store. It never fails.
 func (m *Memory) Claim(_ context.Context, j Job, now time.Time) (Result, *Claim, error) {
 	t := now.UnixNano()
-	ik := m.key(j.Namespace, j.Domain, j.ID)
+	var keys [3]key
+	keys[0] = m.key(j.Namespace, j.Domain, j.ID)
+	if j.hasSHA1() {
+		keys[1] = m.key(j.Namespace, j.SHA1, "")
+	}
+	if j.hasRoot() {
+		keys[2] = m.key(j.Namespace, j.RootSignature, "")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.ids[ik]; ok {
+	if e, ok := m.ids[keys[0]]; ok {
 		switch {
 		case e.exp <= t:
-			delete(m.ids, ik)
+			delete(m.ids, keys[0])
 		case e.seq == 0:
 			return DuplicateID, nil, nil
 		default:
@@ -107,19 +114,19 @@ func (m *Memory) Claim(_ context.Context, j Job, now time.Time) (Result, *Claim,
 		}
 	}
 	if j.hasSHA1() {
-		if p, ok := m.live(m.sha1s, m.key(j.Namespace, j.SHA1, ""), t); ok && p > j.sha1Ref().Add(-SHA1Slack).UnixNano() {
+		if p, ok := m.live(m.sha1s, keys[1], t); ok && p > j.sha1Ref().Add(-SHA1Slack).UnixNano() {
 			return DuplicateSHA1, nil, nil
 		}
 	}
 	if j.hasRoot() {
-		if r, ok := m.live(m.roots, m.key(j.Namespace, j.RootSignature, ""), t); ok && r > j.RootDT.UnixNano() {
+		if r, ok := m.live(m.roots, keys[2], t); ok && r > j.RootDT.UnixNano() {
 			return DuplicateRoot, nil, nil
 		}
 	}
 	m.makeRoom(t)
 	m.seq++
-	m.ids[ik] = idEntry{exp: now.Add(claimTTL(&j, m.claimTTL)).UnixNano(), seq: m.seq}
-	return Fresh, &Claim{job: j, at: now, seq: m.seq}, nil
+	m.ids[keys[0]] = idEntry{exp: now.Add(claimTTL(&j, m.claimTTL)).UnixNano(), seq: m.seq}
+	return Fresh, &Claim{job: j, at: now, seq: m.seq, keys: keys}, nil
 }
 
 // live returns the time held under k unless it has expired (and then
@@ -146,12 +153,12 @@ func (m *Memory) Confirm(_ context.Context, c *Claim, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.makeRoom(t)
-	m.ids[m.key(j.Namespace, j.Domain, j.ID)] = idEntry{exp: now.Add(IDTTL).UnixNano()}
+	m.ids[c.keys[0]] = idEntry{exp: now.Add(IDTTL).UnixNano()}
 	if j.hasSHA1() {
-		m.raise(m.sha1s, m.key(j.Namespace, j.SHA1, ""), c.at.UnixNano(), now.Add(SHA1TTL).UnixNano(), t)
+		m.raise(m.sha1s, c.keys[1], c.at.UnixNano(), now.Add(SHA1TTL).UnixNano(), t)
 	}
 	if j.hasRoot() {
-		m.raise(m.roots, m.key(j.Namespace, j.RootSignature, ""), j.RootDT.UnixNano(), now.Add(RootTTL).UnixNano(), t)
+		m.raise(m.roots, c.keys[2], j.RootDT.UnixNano(), now.Add(RootTTL).UnixNano(), t)
 	}
 	return nil
 }
@@ -169,11 +176,10 @@ func (m *Memory) Release(_ context.Context, c *Claim) error {
 	if c == nil {
 		return nil
 	}
-	k := m.key(c.job.Namespace, c.job.Domain, c.job.ID)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.ids[k]; ok && e.seq == c.seq {
-		delete(m.ids, k)
+	if e, ok := m.ids[c.keys[0]]; ok && e.seq == c.seq {
+		delete(m.ids, c.keys[0])
 	}
 	return nil
 }
