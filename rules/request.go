@@ -10,11 +10,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// AddedHeaders is how many headers the dispatcher may add to a Request
+// (user-agent, x-request-id, x-triggered-by); Headers has room for them.
+const AddedHeaders = 3
+
 // Request is one expanded HTTP request of an exec template.
 type Request struct {
 	Method  string        // upper-case; default "GET"
 	URI     string        // expanded, with the query appended URL-encoded
-	Headers []Header      // names lower-cased, in template order
+	Headers []Header      // names lower-cased, in template order; room for AddedHeaders more
 	Body    []byte        // nil when there is no body
 	Timeout time.Duration // the exec's timeout, or the rule's
 	// Stream is set for an exec that produces events (uri kafka:///<stream>)
@@ -123,21 +127,21 @@ func (x *Exec) expand(r *Request, s Scope, ev *Event) error {
 		r.URI = string(b)
 	}
 	jsonBody := false
-	if len(x.headers) > 0 {
-		r.Headers = make([]Header, 0, len(x.headers))
-		for _, h := range x.headers {
-			text, ok, err := h.t.textOrNone(s)
-			if err != nil {
-				return fmt.Errorf("headers.%s: %w", h.name, err)
-			}
-			if !ok {
-				continue // a missing value drops the header
-			}
-			if h.name == "content-type" && isJSONType(text) {
-				jsonBody = true
-			}
-			r.Headers = append(r.Headers, Header{Name: h.name, Value: text})
+	// Room for the headers the dispatcher adds to every request
+	// (user-agent, x-request-id, x-triggered-by): one allocation.
+	r.Headers = make([]Header, 0, len(x.headers)+AddedHeaders)
+	for _, h := range x.headers {
+		text, ok, err := h.t.textOrNone(s)
+		if err != nil {
+			return fmt.Errorf("headers.%s: %w", h.name, err)
 		}
+		if !ok {
+			continue // a missing value drops the header
+		}
+		if h.name == "content-type" && isJSONType(text) {
+			jsonBody = true
+		}
+		r.Headers = append(r.Headers, Header{Name: h.name, Value: text})
 	}
 	if x.body == nil {
 		return nil

@@ -63,6 +63,14 @@ exec:
 			if err != nil {
 				t.Fatal(err)
 			}
+			for i := range got {
+				if c := cap(got[i].Headers) - len(got[i].Headers); c < AddedHeaders {
+					t.Errorf("request %d has room for %d more headers, want %d", i, c, AddedHeaders)
+				}
+				if len(got[i].Headers) == 0 {
+					got[i].Headers = nil // the want lists leave empty headers out
+				}
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
