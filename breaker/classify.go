@@ -42,6 +42,54 @@ func IsFailure(status int, err error) bool {
 // lower-cased, with the scheme's default port filled in (http 80, https 443).
 // A URI without a scheme or host is returned unchanged.
 func Destination(uri string) string {
+	if d, ok := plainDestination(uri); ok {
+		return d
+	}
+	return parsedDestination(uri)
+}
+
+// plainDestination is Destination without parsing for the common URI: an
+// http or https scheme and a host of lower-case letters, digits, dots and
+// dashes, with or without a port of digits. It then is the URI's own
+// prefix, or that prefix and the default port. Anything else is not ok.
+func plainDestination(uri string) (string, bool) {
+	var port string
+	switch {
+	case strings.HasPrefix(uri, "http://"):
+		port = ":80"
+	case strings.HasPrefix(uri, "https://"):
+		port = ":443"
+	default:
+		return "", false
+	}
+	start := strings.IndexByte(uri, '/') + 2
+	end, colon := len(uri), -1
+	for i := start; i < len(uri); i++ {
+		switch c := uri[i]; {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '.', c == '-':
+			if colon >= 0 && (c < '0' || c > '9') {
+				return "", false // not a port
+			}
+		case c == ':' && colon < 0:
+			colon = i
+		case c == '/' || c == '?' || c == '#':
+			end = i
+			i = len(uri)
+		default:
+			return "", false
+		}
+	}
+	switch {
+	case end == start || colon == start || colon == end-1:
+		return "", false // no host, or an empty port
+	case colon >= 0:
+		return uri[:end], true
+	}
+	return uri[:end] + port, true
+}
+
+// parsedDestination is Destination through url.Parse.
+func parsedDestination(uri string) string {
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return uri

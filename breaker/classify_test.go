@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -72,11 +74,46 @@ func TestDestination(t *testing.T) {
 		{"enwiki", "enwiki"},
 		{"", ""},
 		{"/relative/path", "/relative/path"},
+		{"http://host:/x", "http://host:80"},
+		{"http://host:0080", "http://host:0080"},
+		{"https://a-b.c9.svc?q", "https://a-b.c9.svc:443"},
+		{"http://host#frag", "http://host:80"},
+		{"http://host:8a/x", "http://host:8a/x"},
+		{"http://", "http://"},
+		{"http:///path", "http:///path"},
 	}
 	for _, tt := range tests {
 		if got := Destination(tt.uri); got != tt.want {
 			t.Errorf("Destination(%q) = %q, want %q", tt.uri, got, tt.want)
 		}
+	}
+}
+
+// TestPlainDestinationAgrees checks the fast path against url.Parse on
+// URIs built from the characters that decide it.
+func TestPlainDestinationAgrees(t *testing.T) {
+	parts := []string{"http://", "https://", "HTTP://", "h", "a.b", "-", "9", ":", ":80", ":443", ":x",
+		"/", "?q=1", "#f", "@", "[::1]", "%41", " ", "Z", "_", ""}
+	rng := rand.New(rand.NewPCG(1, 2))
+	checked := 0
+	for range 200_000 {
+		var b strings.Builder
+		b.WriteString(parts[rng.IntN(3)])
+		for range rng.IntN(6) {
+			b.WriteString(parts[rng.IntN(len(parts))])
+		}
+		uri := b.String()
+		d, ok := plainDestination(uri)
+		if !ok {
+			continue
+		}
+		checked++
+		if want := parsedDestination(uri); d != want {
+			t.Fatalf("plainDestination(%q) = %q, url.Parse gives %q", uri, d, want)
+		}
+	}
+	if checked < 5_000 {
+		t.Fatalf("only %d URIs took the fast path", checked)
 	}
 }
 

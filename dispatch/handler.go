@@ -443,10 +443,11 @@ func (h *handler) allow(j *job, req *rules.Request) (dest string, done func(bool
 	if h.breakers == nil {
 		return "", func(bool) {}, false
 	}
-	dest = breaker.Destination(req.URI)
 	if k := h.rule.Breaker.Key; k != nil {
 		key, _ := k.Text(j.match.Scope(j.ev))
 		dest = h.rule.Name + ":" + key
+	} else {
+		dest = breaker.Destination(req.URI)
 	}
 	done, err := h.breakers.Allow(dest)
 	if err != nil {
