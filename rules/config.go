@@ -354,16 +354,10 @@ func (c *Config) HostAllowed(hostport string) bool {
 	if len(c.AllowedHosts) == 0 {
 		return true
 	}
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		host, port = hostport, ""
-	}
+	host, port := splitHostPort(hostport)
 	host = strings.ToLower(host)
 	for _, pat := range c.AllowedHosts {
-		phost, pport, err := net.SplitHostPort(pat)
-		if err != nil {
-			phost, pport = pat, ""
-		}
+		phost, pport := splitHostPort(pat)
 		if pport != "" && pport != port {
 			continue
 		}
@@ -372,6 +366,21 @@ func (c *Config) HostAllowed(hostport string) bool {
 		}
 	}
 	return false
+}
+
+// splitHostPort is net.SplitHostPort with a host and no port for what
+// does not split: "host", a bare IPv6 address. Checked on every request,
+// it makes no error for a name without a port.
+func splitHostPort(hostport string) (host, port string) {
+	i := strings.LastIndexByte(hostport, ':')
+	if i < 0 || (hostport[0] != '[' && strings.IndexByte(hostport[:i], ':') >= 0) {
+		return hostport, "" // no port, or an IPv6 address without brackets
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport, ""
+	}
+	return host, port
 }
 
 // glob matches s against a pattern in which * stands for any run of

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +317,26 @@ rules:
 `)
 	if b := c.Rule("b"); b.Concurrency != 4 || b.Topics[0].Name != "u" {
 		t.Errorf("merge: %+v", b)
+	}
+}
+
+// TestSplitHostPort: what net.SplitHostPort splits, splitHostPort splits
+// the same way; the rest is a host without a port.
+func TestSplitHostPort(t *testing.T) {
+	for _, hp := range []string{"host", "host:80", "Host.SVC:9005", "[::1]:7231", "[::1]", "::1", "2001:db8::1",
+		"host:", ":80", "", "a:b:c", "[::1]:", "[bad:80", "x]:80", "*.wikipedia.org", "*.svc:8080"} {
+		host, port := splitHostPort(hp)
+		wh, wp, err := net.SplitHostPort(hp)
+		if err != nil {
+			wh, wp = hp, ""
+		}
+		if host != wh || port != wp {
+			t.Errorf("splitHostPort(%q) = %q, %q; net.SplitHostPort gives %q, %q", hp, host, port, wh, wp)
+		}
+	}
+	c := &Config{AllowedHosts: []string{"[::1]:7231", "*.wikipedia.org"}}
+	if !c.HostAllowed("[::1]:7231") || c.HostAllowed("[::1]:80") || !c.HostAllowed("EN.wikipedia.org") ||
+		!c.HostAllowed("en.wikipedia.org:443") || c.HostAllowed("wikipedia.org.evil") {
+		t.Errorf("HostAllowed with IPv6 and wildcard patterns")
 	}
 }
