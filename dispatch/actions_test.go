@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -242,7 +241,7 @@ func apiPages(n int, fail func(req *rules.Request) *Response) func(req *rules.Re
 		if from+limit < n {
 			body += fmt.Sprintf(`,"continue":{"eicontinue":"%d","continue":"-||"}`, from+limit)
 		}
-		return &Response{Status: 200, Header: http.Header{}, Body: []byte(body + "}")}, nil
+		return &Response{Status: 200, Header: Header{}, Body: []byte(body + "}")}, nil
 	}
 }
 

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"encoding/json"
-	"net/http"
 	"strings"
 	"time"
 
@@ -15,10 +14,10 @@ const ErrorSchema = "/error/0.0.3"
 // failure describes why an event goes to the error topic.
 type failure struct {
 	message  string
-	status   int         // HTTP status, 0 when there was no response
-	header   http.Header // response headers, nil when there was no response
-	body     []byte      // response body excerpt
-	attempts int         // how often the event's requests were tried
+	status   int    // HTTP status, 0 when there was no response
+	header   Header // response headers, none when there was no response
+	body     []byte // response body excerpt
+	attempts int    // how often the event's requests were tried
 }
 
 // errorEvent is the error topic's schema (service.md), with our fields
@@ -87,15 +86,18 @@ func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emi
 	if e.Meta.RequestID == "" {
 		e.Meta.RequestID = NewEventID()
 	}
-	if len(f.header) > 0 {
-		e.Details.Headers = make(map[string]string, len(f.header))
-		for k, v := range f.header {
+	if f.header.Len() > 0 {
+		e.Details.Headers = make(map[string]string, f.header.Len())
+		for k, v := range f.header.All() {
 			k = strings.ToLower(k)
-			if rules.CredentialHeader(k) {
+			switch old, seen := e.Details.Headers[k]; {
+			case rules.CredentialHeader(k):
 				e.Details.Headers[k] = rules.Redacted
-				continue
+			case seen:
+				e.Details.Headers[k] = old + ", " + v
+			default:
+				e.Details.Headers[k] = v
 			}
-			e.Details.Headers[k] = strings.Join(v, ", ")
 		}
 	}
 	b := marshalErrorEvent(&e)

@@ -13,14 +13,14 @@ import (
 )
 
 // The response side of HTTPSender's exchange: a head parser that builds
-// the http.Header from one copy of the head (net/http's ReadResponse made
+// the Header from one copy of the head (net/http's ReadResponse made
 // a string per key and value, a textproto reader and a transfer reader for
 // every response), and the body framings of HTTP/1.1.
 
 // responseHead is what the head of a response says.
 type responseHead struct {
 	status  int
-	header  http.Header
+	header  Header
 	close   bool  // the connection ends with this response
 	length  int64 // Content-Length; -1 when not given
 	chunked bool  // Transfer-Encoding: chunked
@@ -63,9 +63,8 @@ func readHead(br *bufio.Reader, buf []byte) (responseHead, []byte, error) {
 	if err := h.statusLine(strings.TrimSuffix(line, "\r")); err != nil {
 		return h, buf, err
 	}
-	h.header = make(http.Header, lines-1)
-	vals := make([]string, lines-1)
-	for i := 0; rest != ""; i++ {
+	h.header.kv = make([]string, 0, 2*(lines-1))
+	for rest != "" {
 		line, rest, _ = strings.Cut(rest, "\n")
 		line = strings.TrimSuffix(line, "\r")
 		key, value, ok := strings.Cut(line, ":")
@@ -74,12 +73,7 @@ func readHead(br *bufio.Reader, buf []byte) (responseHead, []byte, error) {
 		}
 		key = textproto.CanonicalMIMEHeaderKey(key)
 		value = strings.Trim(value, " \t")
-		if old := h.header[key]; old != nil {
-			h.header[key] = append(old, value)
-		} else {
-			vals[i] = value
-			h.header[key] = vals[i : i+1 : i+1]
-		}
+		h.header.kv = append(h.header.kv, key, value)
 		if err := h.framing(key, value); err != nil {
 			return h, buf, err
 		}

@@ -6,13 +6,16 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -628,7 +631,7 @@ func FuzzReadHead(f *testing.F) {
 		if h.status < 100 || h.status > 999 {
 			t.Fatalf("status %d", h.status)
 		}
-		for k := range h.header {
+		for k := range h.header.All() {
 			if k != textproto.CanonicalMIMEHeaderKey(k) {
 				t.Fatalf("header name %q is not canonical", k)
 			}
@@ -637,4 +640,36 @@ func FuzzReadHead(f *testing.F) {
 			t.Fatalf("status %d, net/http reads %d", h.status, hr.StatusCode)
 		}
 	})
+}
+
+// TestReadHeadHeader: the fields of a head come as they were sent, names
+// canonical; Get and Values take a name in any case, and an error event
+// joins a repeated name's values and redacts credentials.
+func TestReadHeadHeader(t *testing.T) {
+	head := "HTTP/1.1 503 Service Unavailable\r\nretry-after: 5\r\nX-Why: a\r\nSet-Cookie: s=1\r\nx-why: b\r\nContent-Length: 0\r\n\r\n"
+	h, _, err := readHead(bufio.NewReader(strings.NewReader(head)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for k, v := range h.header.All() {
+		got = append(got, k+"="+v)
+	}
+	if want := "Retry-After=5 X-Why=a Set-Cookie=s=1 X-Why=b Content-Length=0"; strings.Join(got, " ") != want {
+		t.Errorf("fields %q, want %q", strings.Join(got, " "), want)
+	}
+	if h.header.Len() != 5 || h.header.Get("RETRY-after") != "5" || h.header.Get("x-why") != "a" || h.header.Get("X-None") != "" ||
+		!slices.Equal(h.header.Values("X-Why"), []string{"a", "b"}) || h.header.Values("X-None") != nil {
+		t.Errorf("Len %d, Get %q %q, Values %q", h.header.Len(), h.header.Get("retry-after"), h.header.Get("x-why"), h.header.Values("x-why"))
+	}
+	b := newErrorEvent(&Message{TopicPartition: TopicPartition{Topic: "t"}}, nil, []byte(`{}`), failure{message: "503", status: 503, header: h.header},
+		"rule", "emitter", "error", time.Unix(0, 0), 1<<20)
+	var e errorEvent
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"retry-after": "5", "x-why": "a, b", "set-cookie": rules.Redacted, "content-length": "0"}
+	if !maps.Equal(e.Details.Headers, want) {
+		t.Errorf("error event headers %v, want %v", e.Details.Headers, want)
+	}
 }

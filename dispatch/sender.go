@@ -4,7 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"net/http"
+	"iter"
+	"net/textproto"
 	"sync"
 	"time"
 
@@ -20,10 +21,55 @@ type Sender interface {
 // Response is what a Sender got back.
 type Response struct {
 	Status int
-	Header http.Header
+	Header Header
 	// Body holds at most the first MaxBodyExcerpt bytes of the response
 	// (the request's ResponseLimit when it sets one).
 	Body []byte
+}
+
+// Header is a response's header fields in the order they came, names in
+// canonical form (textproto.CanonicalMIMEHeaderKey): a list rather than an
+// http.Header map, which costs a table per response for the one or two
+// fields a job looks at.
+type Header struct {
+	kv []string // name, value, name, value, ...
+}
+
+// Get returns the first value of the field name (in any case), or "".
+func (h Header) Get(name string) string {
+	name = textproto.CanonicalMIMEHeaderKey(name)
+	for i := 0; i < len(h.kv); i += 2 {
+		if h.kv[i] == name {
+			return h.kv[i+1]
+		}
+	}
+	return ""
+}
+
+// Values returns every value of the field name (in any case), in order.
+func (h Header) Values(name string) []string {
+	name = textproto.CanonicalMIMEHeaderKey(name)
+	var out []string
+	for i := 0; i < len(h.kv); i += 2 {
+		if h.kv[i] == name {
+			out = append(out, h.kv[i+1])
+		}
+	}
+	return out
+}
+
+// Len returns the number of fields, a repeated name counted each time.
+func (h Header) Len() int { return len(h.kv) / 2 }
+
+// All yields every field, name and value, in order.
+func (h Header) All() iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for i := 0; i < len(h.kv); i += 2 {
+			if !yield(h.kv[i], h.kv[i+1]) {
+				return
+			}
+		}
+	}
 }
 
 // MaxBodyExcerpt bounds how much of a response body is kept.
