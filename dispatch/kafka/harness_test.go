@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"changeprop/dispatch"
 	"changeprop/dispatch/kafka"
+	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
 
@@ -19,13 +21,26 @@ func newProducer(t *testing.T, cfg *rules.Config) *kafka.Producer {
 	p, err := kafka.NewProducer(kafka.ProducerConfig{
 		Brokers:    cfg.Kafka.Brokers,
 		Properties: cfg.ProducerProperties(),
-		Log:        zerolog.Nop(),
+		Log:        failureLog(t, "producer"),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close(5 * time.Second) })
 	return p
+}
+
+// failureLog is a logger (info and up) whose lines the test prints, the
+// last 300 of them, only when it fails.
+func failureLog(t *testing.T, who string) zerolog.Logger {
+	var buf testkit.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			t.Logf("%s log, last lines:\n%s", who, strings.Join(lines[max(0, len(lines)-300):], "\n"))
+		}
+	})
+	return zerolog.New(&buf).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 }
 
 // startRunner runs rule r of cfg against the cluster through librdkafka, as
@@ -38,7 +53,7 @@ func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule, opts ...func(*d
 		GroupID:        cfg.ServiceName + "-" + r.Name,
 		Properties:     cfg.ConsumerProperties(r),
 		CommitInterval: cfg.Kafka.CommitInterval,
-		Log:            zerolog.Nop(),
+		Log:            failureLog(t, "consumer"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +67,7 @@ func startRunner(t *testing.T, cfg *rules.Config, r *rules.Rule, opts ...func(*d
 		CommitInterval:  cfg.Kafka.CommitInterval,
 		ShutdownTimeout: 30 * time.Second,
 		TopicRefresh:    500 * time.Millisecond,
-		Log:             zerolog.Nop(),
+		Log:             failureLog(t, "runner"),
 	}
 	rc.Resolve = dispatch.Subscription(cfg, r)
 	for _, o := range opts {

@@ -75,18 +75,30 @@ func delivered(t *testing.T, jr *testkit.JobRunner) map[string]int {
 	return out
 }
 
-// waitDelivered waits until the job runner answered 200 to every id.
+// waitDelivered waits until the job runner answered 200 to every id; at
+// the timeout it says how many are missing.
 func waitDelivered(t *testing.T, ctx context.Context, what string, jr *testkit.JobRunner, ids []string) {
 	t.Helper()
-	waitFor(t, ctx, what, func() bool {
+	missing := 0
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
 		d := delivered(t, jr)
+		missing = 0
 		for _, id := range ids {
 			if d[id] == 0 {
-				return false
+				missing++
 			}
 		}
-		return true
-	})
+		if missing == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s: %d of %d jobs never answered 200 (%d requests answered)", what, missing, len(ids), jr.Succeeded())
+		}
+	}
 }
 
 func checkCommittedToEnd(t *testing.T, ctx context.Context, c *testkit.Cluster, group, topic string) {
