@@ -461,10 +461,14 @@ func (r *Runner) Revoked(tps []TopicPartition, lost bool) {
 			revoked = append(revoked, p)
 		}
 	}
+	for _, p := range revoked {
+		// Not started, or delayed: the next owner reads them. Lost
+		// partitions too: their read-ahead must not hold the loop's.
+		r.backlogN -= len(p.backlog)
+		p.backlog = nil
+	}
 	if !lost {
 		for _, p := range revoked {
-			r.backlogN -= len(p.backlog)
-			p.backlog = nil // not started, or delayed: the next owner reads them
 			p.revoking = true
 		}
 		r.dropWaiting(func(p *part) bool { return p.revoking })

@@ -29,12 +29,16 @@ type fakeSource struct {
 	wake      chan struct{}
 	closed    bool
 	pauses    map[TopicPartition]int // Pause calls per partition
+	// rebalance, when set, is run once by the next Poll (on the poll
+	// goroutine, as a client runs its rebalance callbacks).
+	rebalance chan func(RebalanceListener)
 }
 
 func newFakeSource() *fakeSource {
 	return &fakeSource{
 		parts: map[TopicPartition][]*Message{}, paused: map[TopicPartition]bool{},
 		committed: map[TopicPartition]int64{}, pos: map[TopicPartition]int{}, wake: make(chan struct{}, 1),
+		rebalance: make(chan func(RebalanceListener), 1),
 	}
 }
 
@@ -59,6 +63,11 @@ func (f *fakeSource) Poll(timeout time.Duration) (*Message, error) {
 		}
 		f.mu.Unlock()
 		f.rl.Assigned(tps)
+	}
+	select {
+	case fn := <-f.rebalance:
+		fn(f.rl)
+	default:
 	}
 	f.mu.Lock()
 	f.polls++
@@ -638,4 +647,61 @@ func countWorkers() int {
 	var b strings.Builder
 	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
 	return strings.Count(b.String(), "dispatch.(*Runner).work(")
+}
+
+// TestLostPartitionsLeaveNoReadAhead: partitions lost with a full
+// read-ahead (a session timeout) and assigned again are read at full speed:
+// the lost read-ahead no longer counts against the rule's (it held the
+// loop at one message per holdPoll for good).
+func TestLostPartitionsLeaveNoReadAhead(t *testing.T) {
+	src := newFakeSource()
+	tp := TopicPartition{Topic: "jobs", Partition: 0}
+	const n = 40
+	for i := range n {
+		src.add(tp, jobJSON(fmt.Sprint(i)))
+	}
+	snd := newGateSender()
+	snd.started = make(chan string, 2*n)
+	r := NewRunner(RunnerConfig{
+		Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: snd,
+		CommitInterval: time.Millisecond, MaxBacklog: 4, ShutdownTimeout: time.Second, Log: zerolog.Nop(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	first := []string{<-snd.started, <-snd.started}
+	waitUntil(t, "the read-ahead full", func() bool { return r.Stats().Consumed.Load() >= 2+4 })
+	lost := make(chan struct{})
+	src.rebalance <- func(rl RebalanceListener) {
+		rl.Revoked([]TopicPartition{tp}, true)
+		src.mu.Lock()
+		src.pos[tp] = int(src.committed[tp]) // the next owner reads from the commit
+		src.mu.Unlock()
+		rl.Assigned([]TopicPartition{tp})
+		close(lost)
+	}
+	<-lost
+	for _, id := range first {
+		snd.gate(id) <- 200
+	}
+	go func() {
+		for id := range snd.started {
+			snd.gate(id) <- 200
+		}
+	}()
+	// Every job of the partition, read again from the commit, is done (a
+	// held loop takes one message per holdPoll: 10 s here), and nothing is
+	// left counted.
+	waitUntil(t, "every job done after the loss", func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return src.committed[tp] == n
+	})
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if r.backlogN != 0 {
+		t.Errorf("%d jobs counted in the read-ahead after shutdown, want 0", r.backlogN)
+	}
 }
