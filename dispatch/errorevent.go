@@ -28,7 +28,7 @@ type errorEvent struct {
 	EmitterID string    `json:"emitter_id"`
 	RawEvent  string    `json:"raw_event"`
 	// RawEventBytes is the original's size when RawEvent holds only its
-	// first rawExcerpt bytes (the whole would not fit in a Kafka message).
+	// first bytes (the whole would not fit in a Kafka message).
 	RawEventBytes int          `json:"raw_event_bytes,omitempty"`
 	Message       string       `json:"message"`
 	Stack         string       `json:"stack"`
@@ -101,8 +101,11 @@ func newErrorEvent(m *Message, ev *rules.Event, raw []byte, f failure, rule, emi
 		}
 	}
 	b := marshalErrorEvent(&e)
-	if len(b) > maxBytes && len(raw) > rawExcerpt {
-		e.RawEvent, e.RawEventBytes = string(raw[:rawExcerpt]), len(raw)
+	// Over the limit, raw_event keeps the first rawExcerpt bytes, or a
+	// quarter of a smaller limit, halved until the event fits (escaping
+	// can make an excerpt six times its size).
+	for cut := min(rawExcerpt, maxBytes/4); len(b) > maxBytes && len(raw) > cut && cut > 0; cut /= 2 {
+		e.RawEvent, e.RawEventBytes = string(raw[:cut]), len(raw)
 		b = marshalErrorEvent(&e)
 	}
 	return b

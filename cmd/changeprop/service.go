@@ -294,8 +294,8 @@ func breakerSettings(b rules.Breaker) breaker.Settings {
 }
 
 // maxProduceBytes is the largest retry or error event the producer takes:
-// its message.max.bytes less room for librdkafka's framing, or dispatch's
-// default.
+// its message.max.bytes less room for librdkafka's framing (64 KiB, or a
+// quarter of a smaller limit), or dispatch's default.
 func maxProduceBytes(cfg *rules.Config) int {
 	v := ""
 	for _, l := range cfg.ProducerProperties() {
@@ -303,8 +303,8 @@ func maxProduceBytes(cfg *rules.Config) int {
 			v = s
 		}
 	}
-	if n, err := strconv.Atoi(v); err == nil && n > 128<<10 {
-		return n - 64<<10
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return n - min(64<<10, n/4)
 	}
 	return dispatch.DefaultMaxProduceBytes
 }
