@@ -33,7 +33,8 @@ type harness struct {
 	backlog         int64
 	backlogWatch    time.Duration
 	latencyFor      time.Duration
-	latencyRates    []int // -latency-rate: fixed rates instead of half the measured capacity
+	latencyRates    []int  // -latency-rate: fixed rates instead of half the measured capacity
+	runnerLatency   string // -runner-latency: the job runner's latency distribution
 	perf            bool
 
 	procs   []*proc
@@ -64,6 +65,7 @@ func main() {
 		h.latencyRates = append(h.latencyRates, n)
 		return nil
 	})
+	flag.StringVar(&h.runnerLatency, "runner-latency", "0", "the job runner's latency (jobrunner-sim -latency), e.g. fixed:20ms; not 0 only for comparing")
 	flag.BoolVar(&h.perf, "perf", true, "profile with perf record (when perf is installed)")
 	gotest := flag.Bool("gotest", true, "run the go test -bench hot-path benchmarks")
 	phases := flag.String("phases", "throughput,latency,rules30,backlog", "end-to-end phases to run, comma-separated (a report of fewer is for comparing, not for docs/)")
@@ -139,7 +141,7 @@ func (h *harness) exe(name string) string { return filepath.Join(h.bin, name) }
 // runAll runs the phases in order; each phase records into h.res.
 func (h *harness) runAll(gotest bool) error {
 	sim, line, err := h.start("jobrunner-sim", true, h.exe("changeprop"), "jobrunner-sim",
-		"-listen", "127.0.0.1:0", "-latency", "0", "-parse", "lean", "-report", "10s")
+		"-listen", "127.0.0.1:0", "-latency", h.runnerLatency, "-parse", "lean", "-report", "10s")
 	if err != nil {
 		return err
 	}
