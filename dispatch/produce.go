@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 type Producer interface {
 	// ProduceAsync queues a message; done is called exactly once with nil
 	// when Kafka acknowledged it, or with the error. A partition < 0 lets
-	// the producer choose.
+	// the producer choose. An error wrapping ErrFatal (returned or passed
+	// to done) means no produce will succeed again.
 	ProduceAsync(topic string, partition int32, key, value []byte, done func(error)) error
 }
 
@@ -49,6 +51,9 @@ func produceAcked(ctx context.Context, p Producer, log zerolog.Logger, topic str
 		}
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, ErrFatal) {
+			return fmt.Errorf("produce to %s: %w", topic, err) // the service stops (Producer.Fatal)
 		}
 		log.Warn().Err(err).Str("to", topic).Int("attempt", attempt).Dur("backoff", backoff).Msg("produce failed; trying again")
 		t := time.NewTimer(backoff)

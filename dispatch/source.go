@@ -66,5 +66,6 @@ type Source interface {
 	Close() error
 }
 
-// ErrFatal marks a Source error after which the Source cannot be used.
-var ErrFatal = errors.New("fatal consumer error")
+// ErrFatal marks an error of a Source or a Producer after which it cannot
+// be used.
+var ErrFatal = errors.New("fatal Kafka client error")

@@ -21,6 +21,12 @@ type service struct {
 	log      zerolog.Logger
 	sender   *dispatch.HTTPSender
 	producer *kafka.Producer
+	// failed is the producer's failure for good (the producer; a test's
+	// own otherwise).
+	failed interface {
+		Fatal() <-chan struct{}
+		FatalError() error
+	}
 	stores   *stores
 	breakers *breakerSets
 	runners  []*dispatch.Runner
@@ -60,7 +66,7 @@ func newService(cfg *rules.Config, log zerolog.Logger, options ...serviceOption)
 		producer.Close(time.Second)
 		return nil, err
 	}
-	s := &service{cfg: cfg, log: log, sender: sender, producer: producer, stores: st}
+	s := &service{cfg: cfg, log: log, sender: sender, producer: producer, failed: producer, stores: st}
 	names := dispatch.NamesFor(cfg)
 	breakers := newBreakers(cfg, log)
 	s.breakers = breakers
@@ -194,11 +200,19 @@ func (s *service) run(ctx context.Context) error {
 	}
 	running := len(all)
 	done := make([]bool, len(all))
+	var fatal error
 	for running > 0 && ctx.Err() == nil {
 		select {
 		case i := <-stopped:
 			done[i] = true
 			running--
+		case <-s.failed.Fatal():
+			// No retry, error or produced event can be written any more:
+			// stop, so that a restart gets a new producer. What was not
+			// produced is not committed and is read again.
+			fatal = s.failed.FatalError()
+			s.log.Error().Err(fatal).Msg("the producer failed for good; stopping")
+			cancel()
 		case <-ctx.Done():
 		}
 	}
@@ -238,7 +252,7 @@ func (s *service) run(ctx context.Context) error {
 		s.stores.close()
 	}
 	// Only the rules that stopped: one left behind may still write its slot.
-	out := []error{timedOut}
+	out := []error{fatal, timedOut}
 	for i, err := range errs {
 		if done[i] {
 			out = append(out, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"changeprop/dispatch"
 	"changeprop/internal/testkit"
+	"changeprop/rules"
 )
 
 const goneConfig = `
@@ -98,5 +103,46 @@ func TestSIGTERMWithKafkaGone(t *testing.T) {
 		// shutdown_timeout (5s) and the bound on the last commit and
 		// close (5s) are far below this: it hangs.
 		t.Fatalf("changeprop still running a minute after SIGTERM with the cluster gone\n%s", logs.String())
+	}
+}
+
+// failedProducer stands for a producer that has failed for good.
+type failedProducer chan struct{}
+
+func (f failedProducer) Fatal() <-chan struct{} { return f }
+func (f failedProducer) FatalError() error {
+	return fmt.Errorf("%w: injected", dispatch.ErrFatal)
+}
+
+// TestServiceStopsWhenTheProducerFails: a producer that failed for good
+// (no retry, error or produced event can be written) stops the service with
+// an error, so that it exits 1 and is restarted with a new one.
+func TestServiceStopsWhenTheProducerFails(t *testing.T) {
+	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Topics: map[string]int{"mediawiki.job.refreshLinks": 2}})
+	jr := testkit.NewJobRunner(t, testkit.JobRunnerOptions{})
+	oneRule, _, _ := strings.Cut(goneConfig, "  htmlCacheUpdatePartitioner:")
+	cfg, err := rules.Load(fmt.Appendf(nil, oneRule, cluster.Addr(), jr.URL()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newService(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := make(failedProducer)
+	s.failed = failed
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- s.run(ctx) }()
+	time.Sleep(500 * time.Millisecond) // the rules are running
+	close(failed)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, dispatch.ErrFatal) {
+			t.Fatalf("run = %v, want an error wrapping dispatch.ErrFatal", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the service did not stop after its producer failed")
 	}
 }

@@ -3,11 +3,14 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/rs/zerolog"
+
+	"changeprop/dispatch"
 )
 
 // ProducerConfig configures the producer that writes everything changeprop
@@ -38,6 +41,38 @@ type Producer struct {
 	// denied is the last authentication or TLS error the client reported
 	// (check.go).
 	denied atomic.Pointer[ck.Error]
+	// fatal is closed when the client reports a fatal error (an idempotent
+	// producer that lost its sequence): every produce fails from then on.
+	fatal     chan struct{}
+	fatalOnce sync.Once
+	fatalErr  atomic.Pointer[ck.Error]
+}
+
+// Fatal is closed once the producer has failed for good; FatalError says
+// why. The service stops then: what was not produced is not committed.
+func (p *Producer) Fatal() <-chan struct{} { return p.fatal }
+
+// FatalError returns the fatal error (wrapping dispatch.ErrFatal), or nil.
+// It asks the client when none was reported yet: a failed delivery may be
+// reported before the error event.
+func (p *Producer) FatalError() error {
+	if e := p.fatalErr.Load(); e != nil {
+		return fmt.Errorf("%w: %w", dispatch.ErrFatal, *e)
+	}
+	if err := p.p.GetFatalError(); err != nil {
+		if e, ok := err.(ck.Error); ok {
+			p.setFatal(e)
+			return fmt.Errorf("%w: %w", dispatch.ErrFatal, e)
+		}
+	}
+	return nil
+}
+
+func (p *Producer) setFatal(e ck.Error) {
+	p.fatalOnce.Do(func() {
+		p.fatalErr.Store(&e)
+		close(p.fatal)
+	})
 }
 
 // NewProducer creates an idempotent (acks=all) producer.
@@ -50,7 +85,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new producer: %w", err)
 	}
-	pr := &Producer{p: p, log: cfg.Log, done: make(chan struct{})}
+	pr := &Producer{p: p, log: cfg.Log, done: make(chan struct{}), fatal: make(chan struct{})}
 	go forwardLogs(cfg.Log, p.Logs())
 	go pr.reports()
 	return pr, nil
@@ -64,13 +99,22 @@ func (p *Producer) reports() {
 		switch e := ev.(type) {
 		case *ck.Message:
 			if cb, ok := e.Opaque.(func(error)); ok {
-				cb(e.TopicPartition.Error)
+				err := e.TopicPartition.Error
+				if err != nil && p.FatalError() != nil {
+					err = fmt.Errorf("%w: %w", dispatch.ErrFatal, err)
+				}
+				cb(err)
 			}
 		case ck.Error:
 			if refusal(e) {
 				p.denied.Store(&e)
 			}
-			p.log.Warn().Err(e).Bool("fatal", e.IsFatal()).Msg("producer")
+			if e.IsFatal() {
+				p.setFatal(e)
+				p.log.Error().Err(e).Msg("producer failed for good")
+				continue
+			}
+			p.log.Warn().Err(e).Msg("producer")
 		}
 	}
 }
@@ -89,6 +133,9 @@ func (p *Producer) ProduceAsync(topic string, partition int32, key, value []byte
 		Opaque:         done,
 	}, nil)
 	if err != nil {
+		if fe := p.FatalError(); fe != nil {
+			return fmt.Errorf("produce to %s: %w", topic, fe)
+		}
 		return fmt.Errorf("produce to %s: %w", topic, err)
 	}
 	return nil

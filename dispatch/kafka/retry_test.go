@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"changeprop/dispatch"
+	"changeprop/dispatch/kafka"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -398,4 +401,51 @@ func TestDelayedJobs(t *testing.T) {
 		t.Errorf("re-enqueued %d times, want 2", got)
 	}
 	checkCommittedToEnd(t, ctx, cluster, "cpjobqueue-job", jobTopic)
+}
+
+// TestFatalProducerEndsRetriesAtOnce: once the producer has failed for
+// good, a job that needs its retry event ends its pass at once (not
+// finished, not committed: read again after the restart the service then
+// makes) instead of retrying the produce forever on a worker.
+func TestFatalProducerEndsRetriesAtOnce(t *testing.T) {
+	const topic = "mediawiki.job.refreshLinks"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Topics: map[string]int{topic: 2, "cpjobqueue.retry." + topic: 1}})
+	jr := testkit.NewJobRunner(t, testkit.JobRunnerOptions{Respond: func(*http.Request, []byte) (int, http.Header, []byte, bool) {
+		return 503, nil, nil, true
+	}})
+	cfg := loadRule(t, cluster.Addr(), "cooperative-sticky", topic, jr.URL())
+	p := newProducer(t, cfg)
+	kafka.InjectFatal(p, "injected for the test")
+	select {
+	case <-p.Fatal():
+	case <-ctx.Done():
+		t.Fatal("Fatal() was not closed")
+	}
+	if err := p.FatalError(); !errors.Is(err, dispatch.ErrFatal) {
+		t.Fatalf("FatalError() = %v, want one wrapping dispatch.ErrFatal", err)
+	}
+	if err := p.ProduceAsync(topic, -1, nil, []byte(`{}`), func(error) {}); !errors.Is(err, dispatch.ErrFatal) {
+		t.Fatalf("ProduceAsync after the fatal error = %v, want one wrapping dispatch.ErrFatal", err)
+	}
+	gen := testkit.NewJobGen(5)
+	produceJobs(t, ctx, cluster, gen, topic, 2, 10)
+	r, stop := startRunner(t, cfg, cfg.Rules[0], func(rc *dispatch.RunnerConfig) { rc.Producer = p })
+	waitFor(t, ctx, "10 passes ended without their retry event", func() bool { return r.Stats().Cancelled.Load() >= 10 })
+	if n := r.Stats().InFlight.Load(); n != 0 {
+		t.Errorf("%d jobs still in flight: a worker retries the produce", n)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	committed, err := cluster.Committed(ctx, "cpjobqueue-job", topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for part, off := range committed {
+		if off > 0 {
+			t.Errorf("%s/%d committed at %d: a job whose retry was not written counted as done", topic, part, off)
+		}
+	}
 }
