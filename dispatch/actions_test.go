@@ -494,3 +494,22 @@ func BenchmarkFanoutStep(b *testing.B) {
 		snd.mu.Unlock()
 	}
 }
+
+// TestProduceExecOverTheProducerLimit: an event the producer would refuse
+// for its size goes to the error topic, and nothing of the exec is
+// produced, instead of its produce being tried again forever.
+func TestProduceExecOverTheProducerLimit(t *testing.T) {
+	snd := &scriptSender{answer: func(*rules.Request) (*Response, error) { return &Response{Status: 200}, nil }}
+	p := &recordingProducer{}
+	h := actionHandler(t, produceRule, snd, p, nil)
+	h.maxProduce = 300 // the first produced event is about 380 bytes
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, out := runJob(t, ctx, h, "codfw.mediawiki.revision-create", edit); out != outcomeError {
+		t.Fatalf("outcome %v, want error", out)
+	}
+	msgs := p.taken()
+	if len(msgs) != 1 || msgs[0].topic != h.names.Error() || !strings.Contains(string(msgs[0].value), "over the producer's limit (300") {
+		t.Fatalf("produced %+v, want one error event", msgs)
+	}
+}

@@ -19,8 +19,9 @@ import (
 // event's request id), and triggered_by, when absent, is the chain that
 // led here, so the rules reading the stream extend it.
 //
-// A body that is not an event goes to the error topic; a shutdown before
-// every acknowledgement leaves the source event unfinished (read again).
+// A body that is not an event, or an event over the producer's limit, goes
+// to the error topic; a shutdown before every acknowledgement leaves the
+// source event unfinished (read again).
 func (h *handler) produceExec(ctx context.Context, j *job, req *rules.Request, triggeredBy string) outcome {
 	events, err := decodeEvents(req.Body)
 	if err != nil {
@@ -51,6 +52,11 @@ func (h *handler) produceExec(ctx context.Context, j *job, req *rules.Request, t
 		b, err := json.Marshal(ev)
 		if err != nil {
 			return h.toErrorTopic(ctx, j, failure{message: fmt.Sprintf("%s: %v", req.URI, err), attempts: h.attempt(j)})
+		}
+		if len(b) > h.maxProduce {
+			// The producer would refuse it every time: the event's fault.
+			return h.toErrorTopic(ctx, j, failure{message: fmt.Sprintf("%s: event %d of %d bytes is over the producer's limit (%d; kafka.producer message.max.bytes)",
+				req.URI, i, len(b), h.maxProduce), attempts: h.attempt(j)})
 		}
 		msgs[i] = message{topic: topic, partition: -1, value: b}
 	}
