@@ -513,3 +513,36 @@ func TestProduceExecOverTheProducerLimit(t *testing.T) {
 		t.Fatalf("produced %+v, want one error event", msgs)
 	}
 }
+
+// TestReenqueueOverTheProducerLimit: a delayed job too large for the
+// producer goes to the error topic rather than being re-enqueued (a
+// produce refused every time); one that fits is written back to its topic.
+func TestReenqueueOverTheProducerLimit(t *testing.T) {
+	const cfg = `
+service_name: cpjobqueue
+kafka: {brokers: b}
+rules:
+  job:
+    topic: mediawiki.job.refreshLinks
+    exec: {method: post, uri: 'http://runner/rpc/RunSingleJob.php', body: '{{globals.message}}'}
+`
+	delayed := `{"meta":{"id":"d-1","domain":"en.wikipedia.org","stream":"mediawiki.job.refreshLinks","dt":"2026-01-01T00:00:00Z"},` +
+		`"type":"refreshLinks","delay_until":"` + time.Now().Add(time.Hour).UTC().Format(time.RFC3339) + `","params":{"pad":"` + strings.Repeat("x", 500) + `"}}`
+	for _, limit := range []int{400, DefaultMaxProduceBytes} {
+		p := &recordingProducer{}
+		h := actionHandler(t, cfg, &scriptSender{}, p, nil)
+		h.maxProduce = limit
+		j := &job{msg: &Message{TopicPartition: TopicPartition{Topic: "mediawiki.job.refreshLinks"}, Value: []byte(delayed)}}
+		if next, _ := h.classify(j, time.Now()); next != nextWait || j.phase != phaseReenqueue {
+			t.Fatalf("classify: %v, phase %v; want a wait to re-enqueue", next, j.phase)
+		}
+		out := h.handle(context.Background(), j)
+		msgs := p.taken()
+		switch {
+		case limit == 400 && (out != outcomeError || len(msgs) != 1 || msgs[0].topic != h.names.Error()):
+			t.Errorf("limit %d: outcome %v, produced %d to %v; want one error event", limit, out, len(msgs), msgs)
+		case limit != 400 && (out != outcomeReenqueued || len(msgs) != 1 || msgs[0].topic != "mediawiki.job.refreshLinks"):
+			t.Errorf("limit %d: outcome %v, produced %d; want the job re-enqueued", limit, out, len(msgs))
+		}
+	}
+}

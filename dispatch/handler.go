@@ -188,8 +188,13 @@ func (h *handler) expired(j *job, now time.Time) bool {
 }
 
 // reenqueue writes a delayed job back to its own topic; the original is
-// then finished.
+// then finished. One too large for the producer goes to the error topic
+// (it would be refused every time).
 func (h *handler) reenqueue(ctx context.Context, j *job) outcome {
+	if len(j.msg.Value) > h.maxProduce {
+		return h.toErrorTopic(ctx, j, failure{message: fmt.Sprintf("delayed job of %d bytes is over the producer's limit (%d; kafka.producer message.max.bytes): not re-enqueued",
+			len(j.msg.Value), h.maxProduce), attempts: h.attempt(j)})
+	}
 	if err := produceAcked(ctx, h.producer, h.log, j.msg.Topic, KeepPartition(h.partitioned, j.ev.Meta("stream"), j.msg), j.msg.Key, j.msg.Value, h.metrics.produced); err != nil {
 		return outcomeCancelled
 	}
