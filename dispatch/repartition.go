@@ -84,7 +84,12 @@ type RepartitionerConfig struct {
 	// MaxEventBytes, when positive, sends larger events to the error topic
 	// instead of forwarding them (limits.max_event_bytes).
 	MaxEventBytes int
-	Log           zerolog.Logger
+	// MaxProduceBytes is the largest message produced (default
+	// DefaultMaxProduceBytes): an event that would be larger once
+	// forwarded goes to the error topic (a produce refused every time would
+	// abort every transaction), and error events are cut to fit it.
+	MaxProduceBytes int
+	Log             zerolog.Logger
 }
 
 // Repartitioner runs a partitioner rule (rules.md "Repartitioning"): it
@@ -140,6 +145,9 @@ func NewRepartitioner(cfg RepartitionerConfig) *Repartitioner {
 	}
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = 5 * time.Second
+	}
+	if cfg.MaxProduceBytes <= 0 {
+		cfg.MaxProduceBytes = DefaultMaxProduceBytes
 	}
 	return &Repartitioner{
 		cfg:      cfg,
@@ -406,7 +414,7 @@ func (r *Repartitioner) route(ctx context.Context, msg *Message) (topic string, 
 		r.log.Warn().Str("topic", msg.Topic).Int32("partition", msg.Partition).Int64("offset", msg.Offset).
 			Str("reason", reason).Msg("to error topic")
 		b := newErrorEvent(msg, ev, msg.Value, failure{message: reason}, r.Name(),
-			r.cfg.Names.Emitter(r.Name()), r.cfg.Names.ErrorStream(), time.Now(), DefaultMaxProduceBytes)
+			r.cfg.Names.Emitter(r.Name()), r.cfg.Names.ErrorStream(), time.Now(), r.cfg.MaxProduceBytes)
 		return r.cfg.Names.Error(), -1, nil, b, true, nil
 	}
 	if reason := oversizedEvent(msg, r.cfg.MaxEventBytes); reason != "" {
@@ -432,6 +440,9 @@ func (r *Repartitioner) route(ctx context.Context, msg *Message) (topic string, 
 	value, serr := SetMetaStream(msg.Value, stream)
 	if serr != nil {
 		return fault(ev, serr.Error())
+	}
+	if len(value) > r.cfg.MaxProduceBytes {
+		return fault(ev, fmt.Sprintf("event of %d bytes is over the producer's limit (%d; kafka.producer message.max.bytes)", len(value), r.cfg.MaxProduceBytes))
 	}
 	if k != "" {
 		key = []byte(k)

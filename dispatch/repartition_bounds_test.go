@@ -63,3 +63,33 @@ func runUntilWritten(t *testing.T, r *Repartitioner, f *fakeTxn, n int) {
 		t.Fatal(err)
 	}
 }
+
+// TestRepartitionerMaxProduceBytes: an event that fits the consumer's
+// bounds but not the producer's once forwarded goes to the error topic, cut
+// to fit, instead of aborting every transaction that holds it; the events
+// around it are forwarded.
+func TestRepartitionerMaxProduceBytes(t *testing.T) {
+	cfg := loadPartitioner(t, "    partition_map: "+prodMap+"\n    partition_default: 2\n")
+	const src, dest = "mediawiki.job.refreshLinks", "cpjobqueue.partitioned.mediawiki.job.refreshLinks"
+	f := newFakeTxn(map[string]int32{src: 1, dest: 8, "cpjobqueue.retry." + dest: 8})
+	event := func(id, pad string) string {
+		return fmt.Sprintf(`{"meta":{"stream":%q,"id":%q},"database":"enwiki","pad":%q}`, src, id, pad)
+	}
+	f.add(src, 0, event("small-1", ""))
+	f.add(src, 0, event("big", strings.Repeat("x", 5000)))
+	f.add(src, 0, event("small-2", ""))
+	r := NewRepartitioner(RepartitionerConfig{
+		Rule: cfg.Rules[0], Topics: []string{src}, Source: f, Names: Names{ServiceName: "cpjobqueue"},
+		CommitInterval: time.Millisecond, MaxProduceBytes: 4000, Log: zerolog.Nop(),
+	})
+	runUntilWritten(t, r, f, 3)
+	for _, rec := range f.outputs() {
+		big := bytes.Contains(rec.value, []byte(`big`))
+		switch {
+		case big && (rec.topic != "cpjobqueue.error" || len(rec.value) > 4000 || !bytes.Contains(rec.value, []byte("over the producer's limit (4000"))):
+			t.Errorf("the big event went to %s in %d bytes: %.200s", rec.topic, len(rec.value), rec.value)
+		case !big && rec.topic != dest:
+			t.Errorf("a small event went to %s: %s", rec.topic, rec.value)
+		}
+	}
+}

@@ -67,15 +67,16 @@ func newPartitioner(cfg *rules.Config, r *rules.Rule, opts serviceOptions, log z
 		return nil, err
 	}
 	return dispatch.NewRepartitioner(dispatch.RepartitionerConfig{
-		Rule:           r,
-		Resolve:        dispatch.PartitionerSubscription(cfg, r),
-		TopicRefresh:   topicRefresh,
-		Source:         src,
-		Names:          dispatch.NamesFor(cfg),
-		CreateTopics:   opts.createTopics,
-		CommitInterval: cfg.Kafka.CommitInterval,
-		MaxEventBytes:  cfg.Limits.MaxEventBytes,
-		Log:            log,
+		Rule:            r,
+		Resolve:         dispatch.PartitionerSubscription(cfg, r),
+		TopicRefresh:    topicRefresh,
+		Source:          src,
+		Names:           dispatch.NamesFor(cfg),
+		CreateTopics:    opts.createTopics,
+		CommitInterval:  cfg.Kafka.CommitInterval,
+		MaxEventBytes:   cfg.Limits.MaxEventBytes,
+		MaxProduceBytes: maxProduceBytes(cfg),
+		Log:             log,
 	}), nil
 }
 
