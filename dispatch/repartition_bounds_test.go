@@ -11,31 +11,48 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// TestRepartitionerMaxEventBytes: an event over MaxEventBytes is not
-// forwarded; its error event says why; the events around it are.
-func TestRepartitionerMaxEventBytes(t *testing.T) {
-	cfg := loadPartitioner(t, "    partition_map: "+prodMap+"\n    partition_default: 2\n")
-	const src, dest = "mediawiki.job.refreshLinks", "cpjobqueue.partitioned.mediawiki.job.refreshLinks"
-	f := newFakeTxn(map[string]int32{src: 1, dest: 8, "cpjobqueue.retry." + dest: 8})
-	event := func(id, pad string) string {
-		return fmt.Sprintf(`{"meta":{"stream":%q,"id":%q},"database":"enwiki","pad":%q}`, src, id, pad)
-	}
-	f.add(src, 0, event("small-1", ""))
-	f.add(src, 0, event("big", strings.Repeat("x", 2000)))
-	f.add(src, 0, event("small-2", ""))
-	r := NewRepartitioner(RepartitionerConfig{
-		Rule: cfg.Rules[0], Topics: []string{src}, Source: f, Names: Names{ServiceName: "cpjobqueue"},
-		CommitInterval: time.Millisecond, MaxEventBytes: 1000, Log: zerolog.Nop(),
-	})
-	runUntilWritten(t, r, f, 3)
-	for _, rec := range f.outputs() {
-		big := bytes.Contains(rec.value, []byte(`big`))
-		switch {
-		case big && (rec.topic != "cpjobqueue.error" || !bytes.Contains(rec.value, []byte("over limits.max_event_bytes (1000)"))):
-			t.Errorf("the big event went to %s: %.200s", rec.topic, rec.value)
-		case !big && rec.topic != dest:
-			t.Errorf("a small event went to %s: %s", rec.topic, rec.value)
-		}
+// TestRepartitionerBounds: an event over MaxEventBytes, or over the
+// producer's MaxProduceBytes once forwarded, is not forwarded (a produce
+// refused every time would abort every transaction holding it); its error
+// event says why and fits the producer; the events around it are
+// forwarded.
+func TestRepartitionerBounds(t *testing.T) {
+	for _, tt := range []struct {
+		name         string
+		pad          int
+		eventBytes   int
+		produceBytes int
+		reason       string
+	}{
+		{"max_event_bytes", 2000, 1000, 0, "over limits.max_event_bytes (1000)"},
+		{"producer limit", 5000, 0, 4000, "over the producer's limit (4000"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := loadPartitioner(t, "    partition_map: "+prodMap+"\n    partition_default: 2\n")
+			const src, dest = "mediawiki.job.refreshLinks", "cpjobqueue.partitioned.mediawiki.job.refreshLinks"
+			f := newFakeTxn(map[string]int32{src: 1, dest: 8, "cpjobqueue.retry." + dest: 8})
+			event := func(id, pad string) string {
+				return fmt.Sprintf(`{"meta":{"stream":%q,"id":%q},"database":"enwiki","pad":%q}`, src, id, pad)
+			}
+			f.add(src, 0, event("small-1", ""))
+			f.add(src, 0, event("big", strings.Repeat("x", tt.pad)))
+			f.add(src, 0, event("small-2", ""))
+			r := NewRepartitioner(RepartitionerConfig{
+				Rule: cfg.Rules[0], Topics: []string{src}, Source: f, Names: Names{ServiceName: "cpjobqueue"},
+				CommitInterval: time.Millisecond, MaxEventBytes: tt.eventBytes, MaxProduceBytes: tt.produceBytes, Log: zerolog.Nop(),
+			})
+			runUntilWritten(t, r, f, 3)
+			for _, rec := range f.outputs() {
+				big := bytes.Contains(rec.value, []byte(`big`))
+				switch {
+				case big && (rec.topic != "cpjobqueue.error" || !bytes.Contains(rec.value, []byte(tt.reason)) ||
+					tt.produceBytes > 0 && len(rec.value) > tt.produceBytes):
+					t.Errorf("the big event went to %s in %d bytes: %.200s", rec.topic, len(rec.value), rec.value)
+				case !big && rec.topic != dest:
+					t.Errorf("a small event went to %s: %s", rec.topic, rec.value)
+				}
+			}
+		})
 	}
 }
 
@@ -61,35 +78,5 @@ func runUntilWritten(t *testing.T, r *Repartitioner, f *fakeTxn, n int) {
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestRepartitionerMaxProduceBytes: an event that fits the consumer's
-// bounds but not the producer's once forwarded goes to the error topic, cut
-// to fit, instead of aborting every transaction that holds it; the events
-// around it are forwarded.
-func TestRepartitionerMaxProduceBytes(t *testing.T) {
-	cfg := loadPartitioner(t, "    partition_map: "+prodMap+"\n    partition_default: 2\n")
-	const src, dest = "mediawiki.job.refreshLinks", "cpjobqueue.partitioned.mediawiki.job.refreshLinks"
-	f := newFakeTxn(map[string]int32{src: 1, dest: 8, "cpjobqueue.retry." + dest: 8})
-	event := func(id, pad string) string {
-		return fmt.Sprintf(`{"meta":{"stream":%q,"id":%q},"database":"enwiki","pad":%q}`, src, id, pad)
-	}
-	f.add(src, 0, event("small-1", ""))
-	f.add(src, 0, event("big", strings.Repeat("x", 5000)))
-	f.add(src, 0, event("small-2", ""))
-	r := NewRepartitioner(RepartitionerConfig{
-		Rule: cfg.Rules[0], Topics: []string{src}, Source: f, Names: Names{ServiceName: "cpjobqueue"},
-		CommitInterval: time.Millisecond, MaxProduceBytes: 4000, Log: zerolog.Nop(),
-	})
-	runUntilWritten(t, r, f, 3)
-	for _, rec := range f.outputs() {
-		big := bytes.Contains(rec.value, []byte(`big`))
-		switch {
-		case big && (rec.topic != "cpjobqueue.error" || len(rec.value) > 4000 || !bytes.Contains(rec.value, []byte("over the producer's limit (4000"))):
-			t.Errorf("the big event went to %s in %d bytes: %.200s", rec.topic, len(rec.value), rec.value)
-		case !big && rec.topic != dest:
-			t.Errorf("a small event went to %s: %s", rec.topic, rec.value)
-		}
 	}
 }
