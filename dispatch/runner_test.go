@@ -168,6 +168,29 @@ func (f *fakeSource) snapshot() (polls int, paused bool, committed int64, ok boo
 	return f.polls, paused, committed, ok
 }
 
+// runAsync runs r on a goroutine of its own; cancel ends it, and errc
+// then gives Run's error.
+func runAsync(r *Runner) (cancel context.CancelFunc, errc <-chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := make(chan error, 1)
+	go func() { c <- r.Run(ctx) }()
+	return cancel, c
+}
+
+// slowAndFast is a source of two partitions of topic jobs, "slow" (0) and
+// "fast" (1), with nSlow and nFast jobs whose ids start with their name.
+func slowAndFast(nSlow, nFast int) (src *fakeSource, slow, fast TopicPartition) {
+	src = newFakeSource()
+	slow, fast = TopicPartition{Topic: "jobs", Partition: 0}, TopicPartition{Topic: "jobs", Partition: 1}
+	for i := range nSlow {
+		src.add(slow, jobJSON(fmt.Sprint("slow", i)))
+	}
+	for i := range nFast {
+		src.add(fast, jobJSON(fmt.Sprint("fast", i)))
+	}
+	return src, slow, fast
+}
+
 // gateSender holds every request until the test releases it by the
 // event's meta.id.
 type gateSender struct {
@@ -265,9 +288,7 @@ func TestRunnerCommitsOnlyFinishedRun(t *testing.T) {
 		Rule: testRule(t, 3), Topics: []string{"jobs"}, Source: src, Sender: snd,
 		CommitInterval: time.Millisecond, MaxBacklog: 2, Log: zerolog.Nop(),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	cancel, errc := runAsync(r)
 
 	started := map[string]bool{}
 	for range 3 {
@@ -346,9 +367,7 @@ func TestRunnerShutdownWaitsForInFlight(t *testing.T) {
 		Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: snd,
 		CommitInterval: time.Hour, ShutdownTimeout: 10 * time.Second, Log: zerolog.Nop(),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	cancel, errc := runAsync(r)
 	<-snd.started
 	<-snd.started
 	cancel()
@@ -379,9 +398,7 @@ func TestRunnerShutdownDeadlineAbandons(t *testing.T) {
 		Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: snd,
 		CommitInterval: time.Hour, ShutdownTimeout: 20 * time.Millisecond, Log: zerolog.Nop(),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	cancel, errc := runAsync(r)
 	<-snd.started
 	<-snd.started
 	snd.gate("1") <- 200
@@ -444,9 +461,7 @@ func TestRunnerShutdownDoesNotWaitForAHungClient(t *testing.T) {
 		Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: okSender{},
 		CommitInterval: time.Hour, CloseTimeout: 50 * time.Millisecond, Log: zerolog.Nop(),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	cancel, errc := runAsync(r)
 	waitUntil(t, "2 done", func() bool { return r.Stats().Done.Load() == 2 })
 	close(src.hang)
 	cancel()
@@ -463,23 +478,13 @@ func TestRunnerShutdownDoesNotWaitForAHungClient(t *testing.T) {
 // TestPartitionConcurrency: a partition whose events hang takes at most
 // partition_concurrency slots; the rule's other partitions keep flowing.
 func TestPartitionConcurrency(t *testing.T) {
-	src := newFakeSource()
-	slow := TopicPartition{Topic: "jobs", Partition: 0}
-	fast := TopicPartition{Topic: "jobs", Partition: 1}
-	for i := range 10 {
-		src.add(slow, jobJSON(fmt.Sprint("slow", i)))
-	}
-	for i := range 50 {
-		src.add(fast, jobJSON(fmt.Sprint("fast", i)))
-	}
+	src, _, fast := slowAndFast(10, 50)
 	snd := newGateSender()
 	r := NewRunner(RunnerConfig{
 		Rule: testRule(t, 4, "partition_concurrency: 2"), Topics: []string{"jobs"}, Source: src, Sender: snd,
 		CommitInterval: time.Millisecond, ShutdownTimeout: time.Millisecond, Log: zerolog.Nop(),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	cancel, errc := runAsync(r)
 	fastDone := 0
 	for fastDone < 50 {
 		id := <-snd.started
@@ -514,23 +519,13 @@ func TestPartitionConcurrency(t *testing.T) {
 // partition that is only busy, the rule full of its jobs, is not.
 func TestReadAheadPausesOnlyAStuckPartition(t *testing.T) {
 	t.Run("stuck", func(t *testing.T) {
-		src := newFakeSource()
-		slow := TopicPartition{Topic: "jobs", Partition: 0}
-		fast := TopicPartition{Topic: "jobs", Partition: 1}
-		for i := range 20 {
-			src.add(slow, jobJSON(fmt.Sprint("slow", i)))
-		}
-		for i := range 30 {
-			src.add(fast, jobJSON(fmt.Sprint("fast", i)))
-		}
+		src, slow, fast := slowAndFast(20, 30)
 		snd := newGateSender()
 		r := NewRunner(RunnerConfig{
 			Rule: testRule(t, 4, "partition_concurrency: 2"), Topics: []string{"jobs"}, Source: src, Sender: snd,
 			CommitInterval: time.Millisecond, MaxBacklog: 8, ShutdownTimeout: time.Millisecond, Log: zerolog.Nop(),
 		})
-		ctx, cancel := context.WithCancel(context.Background())
-		errc := make(chan error, 1)
-		go func() { errc <- r.Run(ctx) }()
+		cancel, errc := runAsync(r)
 		go func() {
 			for id := range snd.started {
 				if strings.HasPrefix(id, "fast") {
@@ -566,9 +561,7 @@ func TestReadAheadPausesOnlyAStuckPartition(t *testing.T) {
 			Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: snd,
 			CommitInterval: time.Millisecond, MaxBacklog: 8, Log: zerolog.Nop(),
 		})
-		ctx, cancel := context.WithCancel(context.Background())
-		errc := make(chan error, 1)
-		go func() { errc <- r.Run(ctx) }()
+		cancel, errc := runAsync(r)
 		// The rule full (2 in flight), the read-ahead full of the hot
 		// partition's jobs: it waits, unpaused.
 		first := []string{<-snd.started, <-snd.started}
@@ -611,9 +604,7 @@ func TestRunnerWorkers(t *testing.T) {
 		Rule: testRule(t, 8), Topics: []string{"jobs"}, Source: src, Sender: snd,
 		CommitInterval: time.Millisecond, Log: zerolog.Nop(),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	cancel, errc := runAsync(r)
 	for range 8 {
 		<-snd.started
 	}
@@ -666,9 +657,7 @@ func TestLostPartitionsLeaveNoReadAhead(t *testing.T) {
 		Rule: testRule(t, 2), Topics: []string{"jobs"}, Source: src, Sender: snd,
 		CommitInterval: time.Millisecond, MaxBacklog: 4, ShutdownTimeout: time.Second, Log: zerolog.Nop(),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	cancel, errc := runAsync(r)
 	first := []string{<-snd.started, <-snd.started}
 	waitUntil(t, "the read-ahead full", func() bool { return r.Stats().Consumed.Load() >= 2+4 })
 	lost := make(chan struct{})
