@@ -20,6 +20,17 @@ func oversizedEvent(m *Message, max int) string {
 	return ""
 }
 
+// overProducerLimit says why n bytes of what (a retry event, a produced
+// event, a job to write back) cannot be produced under max, or "": the
+// producer would refuse it every time, so it goes to the error topic
+// instead of a produce tried for ever.
+func overProducerLimit(what string, n, max int) string {
+	if n > max {
+		return fmt.Sprintf("%s of %d bytes is over the producer's limit (%d; kafka.producer message.max.bytes)", what, n, max)
+	}
+	return ""
+}
+
 // unsendable says why an expanded request may not be sent, or "": a URI
 // that is not http(s) with a host, a header value with a control character
 // (a line break would let an event add headers of its own), its request

@@ -191,9 +191,8 @@ func (h *handler) expired(j *job, now time.Time) bool {
 // then finished. One too large for the producer goes to the error topic
 // (it would be refused every time).
 func (h *handler) reenqueue(ctx context.Context, j *job) outcome {
-	if len(j.msg.Value) > h.maxProduce {
-		return h.toErrorTopic(ctx, j, failure{message: fmt.Sprintf("delayed job of %d bytes is over the producer's limit (%d; kafka.producer message.max.bytes): not re-enqueued",
-			len(j.msg.Value), h.maxProduce), attempts: h.attempt(j)})
+	if reason := overProducerLimit("delayed job", len(j.msg.Value), h.maxProduce); reason != "" {
+		return h.toErrorTopic(ctx, j, failure{message: reason + ": not re-enqueued", attempts: h.attempt(j)})
 	}
 	if err := produceAcked(ctx, h.producer, h.log, j.msg.Topic, KeepPartition(h.partitioned, j.ev.Meta("stream"), j.msg), j.msg.Key, j.msg.Value, h.metrics.produced); err != nil {
 		return outcomeCancelled
@@ -552,9 +551,9 @@ func (h *handler) toRetryTopic(ctx context.Context, j *job, left int, delay time
 	if err != nil {
 		return h.toErrorTopic(ctx, j, failure{message: "retry event: " + err.Error(), attempts: f.attempts})
 	}
-	if len(b) > h.maxProduce {
-		// Kafka would refuse it for good; the error event keeps an excerpt.
-		f.message = fmt.Sprintf("retry event of %d bytes is too large to produce: %s", len(b), f.message)
+	if reason := overProducerLimit("retry event", len(b), h.maxProduce); reason != "" {
+		// The error event keeps an excerpt.
+		f.message = reason + ": " + f.message
 		return h.toErrorTopic(ctx, j, f)
 	}
 	h.logJob(zerolog.InfoLevel, j).Str("reason", f.message).Int("retries_left", left).Time("due_at", r.DueAt).Msg("to retry topic")

@@ -53,10 +53,8 @@ func (h *handler) produceExec(ctx context.Context, j *job, req *rules.Request, t
 		if err != nil {
 			return h.toErrorTopic(ctx, j, failure{message: fmt.Sprintf("%s: %v", req.URI, err), attempts: h.attempt(j)})
 		}
-		if len(b) > h.maxProduce {
-			// The producer would refuse it every time: the event's fault.
-			return h.toErrorTopic(ctx, j, failure{message: fmt.Sprintf("%s: event %d of %d bytes is over the producer's limit (%d; kafka.producer message.max.bytes)",
-				req.URI, i, len(b), h.maxProduce), attempts: h.attempt(j)})
+		if reason := overProducerLimit(fmt.Sprintf("event %d", i), len(b), h.maxProduce); reason != "" {
+			return h.toErrorTopic(ctx, j, failure{message: req.URI + ": " + reason, attempts: h.attempt(j)})
 		}
 		msgs[i] = message{topic: topic, partition: -1, value: b}
 	}

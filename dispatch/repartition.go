@@ -441,8 +441,8 @@ func (r *Repartitioner) route(ctx context.Context, msg *Message) (topic string, 
 	if serr != nil {
 		return fault(ev, serr.Error())
 	}
-	if len(value) > r.cfg.MaxProduceBytes {
-		return fault(ev, fmt.Sprintf("event of %d bytes is over the producer's limit (%d; kafka.producer message.max.bytes)", len(value), r.cfg.MaxProduceBytes))
+	if reason := overProducerLimit("event", len(value), r.cfg.MaxProduceBytes); reason != "" {
+		return fault(ev, reason)
 	}
 	if k != "" {
 		key = []byte(k)
