@@ -17,26 +17,9 @@ import (
 	"changeprop/rules"
 )
 
-const goneConfig = `
-service_name: cpjobqueue
-kafka:
-  brokers: %s
-  consumer:
-    auto.offset.reset: earliest
-  commit_interval: 100ms
-listen: 127.0.0.1:0
-shutdown_timeout: 5s
-rules:
-  refreshLinks:
-    topic: mediawiki.job.refreshLinks
-    concurrency: 10
-    exec:
-      method: post
-      uri: '%s/rpc/RunSingleJob.php'
-      headers:
-        content-type: application/json
-      body: '{{globals.message}}'
-  htmlCacheUpdatePartitioner:
+// goneConfig is runConfig with a 5 s shutdown_timeout and a partitioner
+// rule (a transactional client too).
+var goneConfig = strings.Replace(runConfig, "shutdown_timeout: 20s", "shutdown_timeout: 5s", 1) + `  htmlCacheUpdatePartitioner:
     topic: mediawiki.job.htmlCacheUpdate
     partition_stream: 'cpjobqueue.partitioned.{{message.meta.stream}}'
     partition_key: database
@@ -120,8 +103,7 @@ func (f failedProducer) FatalError() error {
 func TestServiceStopsWhenTheProducerFails(t *testing.T) {
 	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Topics: map[string]int{"mediawiki.job.refreshLinks": 2}})
 	jr := testkit.NewJobRunner(t, testkit.JobRunnerOptions{})
-	oneRule, _, _ := strings.Cut(goneConfig, "  htmlCacheUpdatePartitioner:")
-	cfg, err := rules.Load(fmt.Appendf(nil, oneRule, cluster.Addr(), jr.URL()), nil)
+	cfg, err := rules.Load(fmt.Appendf(nil, runConfig, cluster.Addr(), jr.URL()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
