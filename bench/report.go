@@ -155,7 +155,9 @@ func (h *harness) report() string {
 	p("Latency is receipt at the job runner minus `meta.dt` (stamped by loadgen with microseconds when it\n")
 	p("generates the event; `-X linger.ms=0`), taken before the runner's own latency (0 here), so nothing\n")
 	p("is subtracted. It includes the produce path into kfake and the consumer's fetch, which is why the\n")
-	p("bare loop is measured the same way. Same clock: every process runs on this machine.\n\n")
+	p("bare loop is measured the same way. Same clock: every process runs on this machine. Each run is\n")
+	p("%v long after a first %v whose samples are dropped (the generator's producer connecting; every\n", h.latencyFor, latencyWarmup)
+	p("job is still answered and counted); loadgen issues the rate every millisecond.\n\n")
 	p("| process | rate (jobs/s) | jobs answered / produced | p50 | p90 | p99 | max | CPU-s per 1,000 jobs |\n|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.latency {
 		p("| %s | %d | %d / %d | %s | %s | %s | %s | %.3f |\n", l.who, l.rate, l.answered, l.produced,

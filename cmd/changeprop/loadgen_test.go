@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,5 +115,57 @@ func TestLoadgenToCluster(t *testing.T) {
 	}
 	if delayed == 0 || delayed == 60 {
 		t.Errorf("%d of 60 events delayed, want about half", delayed)
+	}
+}
+
+// timedProducer acknowledges every message at once and records when each
+// was produced.
+type timedProducer struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (p *timedProducer) ProduceAsync(_ string, _ int32, _, _ []byte, done func(error)) error {
+	p.mu.Lock()
+	p.at = append(p.at, time.Now())
+	p.mu.Unlock()
+	done(nil)
+	return nil
+}
+
+// TestLoadgenRate: a fixed rate is never exceeded, and it is issued as a
+// stream, not in bursts of a tick's worth.
+func TestLoadgenRate(t *testing.T) {
+	const rate = 4000
+	prod := &timedProducer{}
+	l := newLoadgen(loadgenOptions{rate: rate, workers: 2, maxPending: 1000, maxSize: 0, seed: 1}, prod)
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	l.run(ctx)
+	prod.mu.Lock()
+	defer prod.mu.Unlock()
+	if len(prod.at) < rate/10 {
+		t.Fatalf("%d events in 600ms at %d/s", len(prod.at), rate)
+	}
+	const window = 2 * time.Millisecond
+	busiest := map[time.Duration]int{} // events per window
+	for i, at := range prod.at {
+		// The i+1-th ticket is issued once rate × elapsed reaches i+1.
+		if allowed := int(at.Sub(start).Seconds()*rate) + 1; i+1 > allowed {
+			t.Fatalf("event %d produced %v after the start: over the rate (%d allowed)", i+1, at.Sub(start), allowed)
+		}
+		busiest[at.Sub(start).Truncate(window)]++
+	}
+	// 8 events are due per window; a 10 ms tick put 40 in one window and
+	// none in the next four.
+	windows := 0
+	for _, n := range busiest {
+		if n > 0 {
+			windows++
+		}
+	}
+	if span := prod.at[len(prod.at)-1].Sub(start); windows < int(span/window)*6/10 {
+		t.Errorf("events in %d of the %d %v windows of %v: issued in bursts", windows, span/window, window, span)
 	}
 }

@@ -2,6 +2,9 @@ package testkit
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -153,6 +156,18 @@ func TestJobGenSize(t *testing.T) {
 				if !json.Valid(v) {
 					t.Fatalf("not JSON: %s", v)
 				}
+				checkSignature(t, v)
+				if bytes.Contains(v, []byte(`"pages":`)) {
+					var ev struct {
+						Params struct {
+							Title string                     `json:"title"`
+							Pages map[string]json.RawMessage `json:"pages"`
+						} `json:"params"`
+					}
+					if err := json.Unmarshal(v, &ev); err != nil || ev.Params.Title == "" || ev.Params.Pages == nil {
+						t.Fatalf("padding not among the params (%v): %s", err, v)
+					}
+				}
 				natural := len(v) < 1500 && !bytes.Contains(v, []byte(`"pages":`))
 				switch {
 				case natural && tt.max < 1000:
@@ -170,6 +185,33 @@ func TestJobGenSize(t *testing.T) {
 				t.Errorf("sizes not skewed toward small: %d small, %d large", small, large)
 			}
 		})
+	}
+}
+
+// checkSignature fails t unless v ends with a mediawiki_signature that is
+// the HMAC of the event without it.
+func checkSignature(t *testing.T, v []byte) {
+	t.Helper()
+	const field = `,"mediawiki_signature":"`
+	i := bytes.LastIndex(v, []byte(field))
+	if i < 0 || !bytes.HasSuffix(v, []byte(`"}`)) {
+		t.Fatalf("no signature at the end: %s", v)
+	}
+	unsigned := append(append([]byte{}, v[:i]...), '}')
+	mac := hmac.New(sha1.New, signatureKey)
+	mac.Write(unsigned)
+	if got, want := string(v[i+len(field):len(v)-2]), hex.EncodeToString(mac.Sum(nil)); got != want {
+		t.Fatalf("signature %s, want %s", got, want)
+	}
+}
+
+func BenchmarkJobGen(b *testing.B) {
+	g := NewJobGen(1)
+	g.MinSize, g.MaxSize = 512, 4096
+	g.Unique = true
+	b.ReportAllocs()
+	for b.Loop() {
+		g.Next()
 	}
 }
 
