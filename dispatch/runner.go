@@ -218,10 +218,10 @@ func (r *Runner) Name() string { return r.cfg.Rule.Name }
 // Stats are the rule's counters.
 func (r *Runner) Stats() *Stats { return &r.stats }
 
-// pollWait bounds how long the loop waits for a completion, with jobs in
-// flight, before it polls the client again: the delay a new message may
-// see while the consumer is otherwise idle. Poll is called at least this
-// often, far below max.poll.interval.ms.
+// pollWait bounds how long the loop waits for a completion, while a job
+// waits for one, before it polls the client again: the delay a new message
+// may see then. Poll is called at least this often, far below
+// max.poll.interval.ms.
 const pollWait = 5 * time.Millisecond
 
 // Run subscribes and consumes until ctx ends, then stops reading, lets
@@ -267,10 +267,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			timeout = max(0, min(timeout, time.Until(due)))
 		}
 		holding := r.backlogN >= r.maxBacklog
-		if (r.inflight > 0 && pollEmpty) || holding {
-			// Jobs are in flight and the client had nothing for us, or the
-			// read-ahead is full: wait for a completion rather than inside
-			// Poll, so that a finished job frees its slot at once.
+		if (r.inflight > 0 && pollEmpty && r.completionStarts()) || holding {
+			// A job waits for one in flight and the client had nothing for
+			// us, or the read-ahead is full: wait for a completion rather
+			// than inside Poll, so that a finished job frees its slot at
+			// once. With nothing waiting, the loop waits in Poll instead,
+			// which returns as soon as a message comes: a completion then
+			// only updates counts and offsets, and can wait for it.
 			wait.Reset(min(timeout, pollWait))
 			select {
 			case c := <-r.completions:
@@ -304,6 +307,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.tick(&commitAt, &refreshAt)
 	}
 	return r.shutdown()
+}
+
+// completionStarts reports whether a completion would let a job start: the
+// rule is at its concurrency, or jobs wait in a backlog or for their key.
+func (r *Runner) completionStarts() bool {
+	return r.inflight >= r.limit || r.backlogN > 0 || r.lanes.Waiting() > 0
 }
 
 // idlePoll is how long Poll waits for a message with no job in flight: the

@@ -272,6 +272,56 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// TestRunnerWaitsInPollWithFreeSlots: with a job in flight, free slots and
+// nothing waiting for a completion, the loop waits in the client, which
+// hands it a message as soon as one comes, rather than waking every
+// pollWait to look again.
+func TestRunnerWaitsInPollWithFreeSlots(t *testing.T) {
+	src := newFakeSource()
+	tp := TopicPartition{Topic: "jobs", Partition: 0}
+	src.add(tp, jobJSON("a"))
+	snd := newGateSender()
+	r := NewRunner(RunnerConfig{
+		Rule: testRule(t, 3), Topics: []string{"jobs"}, Source: src, Sender: snd,
+		CommitInterval: time.Second, Log: zerolog.Nop(),
+	})
+	cancel, errc := runAsync(r)
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}()
+	if id := <-snd.started; id != "a" {
+		t.Fatalf("started %q, want a", id)
+	}
+	p0, _, _, _ := src.snapshot()
+	const quiet = 300 * time.Millisecond
+	time.Sleep(quiet)
+	p1, _, _, _ := src.snapshot()
+	// Waking every pollWait (5 ms) polls about 60 times; waiting in Poll
+	// (100 ms) 3 or 4 times.
+	if n := p1 - p0; n > 15 {
+		t.Errorf("%d polls in %v with one job in flight and nothing to read", n, quiet)
+	}
+	src.add(tp, jobJSON("b"))
+	src.wake <- struct{}{} // the client has a message: Poll returns
+	select {
+	case id := <-snd.started:
+		if id != "b" {
+			t.Fatalf("started %q, want b", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b did not start while a was in flight")
+	}
+	snd.gate("a") <- 200
+	snd.gate("b") <- 200
+	waitUntil(t, "both committed", func() bool {
+		_, _, committed, ok := src.snapshot()
+		return ok && committed == 2
+	})
+}
+
 // TestRunnerCommitsOnlyFinishedRun checks the heart of the offset
 // discipline: with events finishing out of order, the committed offset is
 // the end of the contiguous run of finished events, never past an
