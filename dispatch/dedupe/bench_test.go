@@ -36,6 +36,7 @@ func benchClaimConfirm(b *testing.B, s dedupe.Store) {
 
 func BenchmarkClaimConfirm(b *testing.B) {
 	b.Run("memory", func(b *testing.B) { benchClaimConfirm(b, dedupe.NewMemory()) })
+	b.Run("memory-full", benchFullMemory)
 	b.Run("redis", func(b *testing.B) {
 		srv := testkit.StartRedis(b)
 		benchClaimConfirm(b, dedupe.NewRedis(srv.Client(), newPrefix(), dedupe.RedisOptions{Timeout: 5 * time.Second}))
@@ -65,4 +66,40 @@ func BenchmarkLimiter(b *testing.B) {
 		srv := testkit.StartRedis(b)
 		benchLimiter(b, dedupe.NewRedisLimiter(srv.Client(), newPrefix(), ws))
 	})
+}
+
+// benchFullMemory runs Claim and Confirm on a default store filled to its
+// bound, where every job makes room for its three entries, and reports
+// the slowest single job: the lock is held that long for every worker.
+func benchFullMemory(b *testing.B) {
+	ctx := context.Background()
+	s := dedupe.NewMemory()
+	j := withRoot(withSHA1(job("", 0), ""), "", 0)
+	now := t0
+	i := 0
+	next := func() time.Duration {
+		i++
+		j.ID = strconv.Itoa(i)
+		j.SHA1, j.RootSignature = j.ID, j.ID
+		j.RootDT = now
+		now = now.Add(time.Millisecond)
+		start := time.Now()
+		_, c, err := s.Claim(ctx, j, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Confirm(ctx, c, now); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	for s.Len() < dedupe.DefaultMaxEntries-3 {
+		next()
+	}
+	var worst time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		worst = max(worst, next())
+	}
+	b.ReportMetric(float64(worst.Microseconds()), "worst-µs")
 }

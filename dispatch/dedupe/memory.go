@@ -15,9 +15,9 @@ type MemoryOptions struct {
 	// ClaimTTL is the claim lifetime of jobs that set none (DefaultClaimTTL).
 	ClaimTTL time.Duration
 	// MaxEntries bounds the ids, sha1s and root signatures held together
-	// (DefaultMaxEntries). When full, expired entries go first, then
-	// arbitrary ones down to 7/8 of the bound: a lost mark only lets a
-	// duplicate run once more.
+	// (DefaultMaxEntries). When full, each insert drops expired entries
+	// among a few it samples, else arbitrary ones (of the ids, done marks
+	// before claims): a lost mark only lets a duplicate run once more.
 	MaxEntries int
 }
 
@@ -123,7 +123,7 @@ func (m *Memory) Claim(_ context.Context, j Job, now time.Time) (Result, *Claim,
 			return DuplicateRoot, nil, nil
 		}
 	}
-	m.makeRoom(t)
+	m.makeRoom(t, 1)
 	m.seq++
 	m.ids[keys[0]] = idEntry{exp: now.Add(claimTTL(&j, m.claimTTL)).UnixNano(), seq: m.seq}
 	return Fresh, &Claim{job: j, at: now, seq: m.seq, keys: keys}, nil
@@ -152,7 +152,7 @@ func (m *Memory) Confirm(_ context.Context, c *Claim, now time.Time) error {
 	t := now.UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.makeRoom(t)
+	m.makeRoom(t, 3) // the done mark (its claim may have been dropped), sha1, root
 	m.ids[c.keys[0]] = idEntry{exp: now.Add(IDTTL).UnixNano()}
 	if j.hasSHA1() {
 		m.raise(m.sha1s, c.keys[1], c.at.UnixNano(), now.Add(SHA1TTL).UnixNano(), t)
@@ -184,56 +184,85 @@ func (m *Memory) Release(_ context.Context, c *Claim) error {
 	return nil
 }
 
-// makeRoom keeps the store under its bound before an insert: when full it
-// drops expired entries and, if that is not enough, arbitrary ones (done
-// marks and sha1/root marks before claims) down to 7/8 of the bound, so
-// that the cost is amortized over the next max/8 inserts.
-func (m *Memory) makeRoom(t int64) {
-	if m.len() < m.max {
-		return
-	}
-	for k, e := range m.ids {
-		if e.exp <= t {
-			delete(m.ids, k)
-		}
-	}
-	sweep(m.sha1s, t)
-	sweep(m.roots, t)
-	target := m.max - m.max/8
-	if target >= m.max {
-		target = m.max - 1
-	}
-	evict(m.sha1s, m, target)
-	evict(m.roots, m, target)
-	for k, e := range m.ids {
-		if m.len() <= target {
+// makeRoom keeps the store under its bound before up to n inserts: while
+// it is full it drops a batch of entries of the largest table, the expired
+// ones among those it looks at first (of the ids, done marks before
+// claims). The work per call is bounded: a full sweep of the 524,288
+// entries of a full default store held the lock for 20 ms, for every
+// worker; a batch takes microseconds, once per batch/3 jobs.
+func (m *Memory) makeRoom(t int64, n int) {
+	for m.len()+n > m.max {
+		k := max(n, min(evictBatch, m.max/16))
+		// From the largest table: a drained one would stay as large as it
+		// was (maps do not shrink), and finding its few entries would
+		// mean walking all its empty slots.
+		switch ids, sha1s, roots := len(m.ids), len(m.sha1s), len(m.roots); {
+		case sha1s >= ids && sha1s >= roots && sha1s > 0:
+			dropMarks(m.sha1s, t, k)
+		case roots >= ids && roots > 0:
+			dropMarks(m.roots, t, k)
+		case ids > 0:
+			dropIDs(m.ids, t, k)
+		default:
 			return
-		}
-		if e.seq == 0 {
-			delete(m.ids, k)
-		}
-	}
-	for k := range m.ids {
-		if m.len() <= target {
-			return
-		}
-		delete(m.ids, k)
-	}
-}
-
-func sweep(tab map[key]mark, t int64) {
-	for k, e := range tab {
-		if e.exp <= t {
-			delete(tab, k)
 		}
 	}
 }
 
-func evict(tab map[key]mark, m *Memory, target int) {
-	for k := range tab {
-		if m.len() <= target {
-			return
+// evictBatch is how many entries makeRoom drops at a time.
+const evictBatch = 128
+
+// dropMarks deletes k entries of tab: the expired ones among the first 2k
+// of its iteration (which starts at a random place), then the first.
+func dropMarks(tab map[key]mark, t int64, k int) {
+	var keep [evictBatch]key
+	kept, dropped, seen := 0, 0, 0
+	for key, e := range tab {
+		if e.exp <= t {
+			delete(tab, key)
+			dropped++
+		} else if kept < min(k, evictBatch) {
+			keep[kept] = key
+			kept++
 		}
-		delete(tab, k)
+		if seen++; dropped >= k || seen >= 2*k {
+			break
+		}
+	}
+	for _, key := range keep[:min(kept, max(k-dropped, 0))] {
+		delete(tab, key)
+	}
+}
+
+// dropIDs deletes k entries of tab: the expired ones among the first 2k of
+// its iteration, then done marks, then claims. Claims are at most the jobs
+// in flight, so done marks come first in any stretch of a full store.
+func dropIDs(tab map[key]idEntry, t int64, k int) {
+	var done, claims [evictBatch]key
+	nd, nc, dropped, seen := 0, 0, 0, 0
+	for key, e := range tab {
+		switch {
+		case e.exp <= t:
+			delete(tab, key)
+			dropped++
+		case e.seq == 0 && nd < min(k, evictBatch):
+			done[nd] = key
+			nd++
+		case e.seq != 0 && nc < min(k, evictBatch):
+			claims[nc] = key
+			nc++
+		}
+		if seen++; dropped >= k || (seen >= 2*k && nd+dropped >= k) {
+			break
+		}
+	}
+	for _, keys := range [2][]key{done[:nd], claims[:nc]} {
+		for _, key := range keys {
+			if dropped >= k {
+				return
+			}
+			delete(tab, key)
+			dropped++
+		}
 	}
 }

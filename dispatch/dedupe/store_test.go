@@ -318,6 +318,65 @@ func TestMemoryBounded(t *testing.T) {
 	}
 }
 
+// TestMemoryEvictsExpiredFirst: a full store makes room with its expired
+// entries before live ones.
+func TestMemoryEvictsExpiredFirst(t *testing.T) {
+	ctx := context.Background()
+	m := dedupe.NewMemoryWith(dedupe.MemoryOptions{MaxEntries: 1000})
+	run := func(id string, at time.Time) {
+		t.Helper()
+		r, c, err := m.Claim(ctx, job(id, 0), at)
+		if err != nil || r != dedupe.Fresh {
+			t.Fatalf("claim %s = %v, %v", id, r, err)
+		}
+		if err := m.Confirm(ctx, c, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 900 {
+		run("old"+itoa(i), t0)
+	}
+	t1 := t0.Add(dedupe.IDTTL + time.Second) // every "old" mark has expired
+	for i := range 300 {
+		run("new"+itoa(i), t1)
+	}
+	if n := m.Len(); n > 1000 {
+		t.Fatalf("%d entries, bound 1000", n)
+	}
+	for i := range 300 {
+		if r, _, _ := m.Claim(ctx, job("new"+itoa(i), 0), t1); r != dedupe.DuplicateID {
+			t.Fatalf("new%d again = %v, want a duplicate: a live mark went before expired ones", i, r)
+		}
+	}
+}
+
+// TestMemoryEvictsClaimsLast: a store full of done marks keeps the claims
+// of jobs in flight.
+func TestMemoryEvictsClaimsLast(t *testing.T) {
+	ctx := context.Background()
+	m := dedupe.NewMemoryWith(dedupe.MemoryOptions{MaxEntries: 100})
+	for i := range 10 {
+		if r, _, err := m.Claim(ctx, job("inflight"+itoa(i), 0), t0); err != nil || r != dedupe.Fresh {
+			t.Fatalf("claim = %v, %v", r, err)
+		}
+	}
+	for i := range 2000 {
+		j := withRoot(withSHA1(job("done"+itoa(i), 0), "s"+itoa(i)), "R"+itoa(i), 0)
+		_, c, _ := m.Claim(ctx, j, t0)
+		if err := m.Confirm(ctx, c, t0); err != nil {
+			t.Fatal(err)
+		}
+		if n := m.Len(); n > 100 {
+			t.Fatalf("after %d jobs: %d entries, bound 100", i+1, n)
+		}
+	}
+	for i := range 10 {
+		if r, _, _ := m.Claim(ctx, job("inflight"+itoa(i), 0), t0); r != dedupe.Busy {
+			t.Fatalf("inflight%d = %v, want busy: its claim was dropped", i, r)
+		}
+	}
+}
+
 func TestMemoryExpiresLazily(t *testing.T) {
 	ctx := context.Background()
 	m := dedupe.NewMemory()
