@@ -15,9 +15,9 @@ type MemoryOptions struct {
 	// ClaimTTL is the claim lifetime of jobs that set none (DefaultClaimTTL).
 	ClaimTTL time.Duration
 	// MaxEntries bounds the ids, sha1s and root signatures held together
-	// (DefaultMaxEntries). When full, each insert drops expired entries
-	// among a few it samples, else arbitrary ones (of the ids, done marks
-	// before claims): a lost mark only lets a duplicate run once more.
+	// (DefaultMaxEntries). When full, an insert makes room a batch at a
+	// time: expired entries among those it looks at first, claims last;
+	// a lost mark only lets a duplicate run once more.
 	MaxEntries int
 }
 
@@ -198,11 +198,11 @@ func (m *Memory) makeRoom(t int64, n int) {
 		// mean walking all its empty slots.
 		switch ids, sha1s, roots := len(m.ids), len(m.sha1s), len(m.roots); {
 		case sha1s >= ids && sha1s >= roots && sha1s > 0:
-			dropMarks(m.sha1s, t, k)
+			dropBatch(m.sha1s, k, func(e mark) bool { return e.exp <= t }, nil)
 		case roots >= ids && roots > 0:
-			dropMarks(m.roots, t, k)
+			dropBatch(m.roots, k, func(e mark) bool { return e.exp <= t }, nil)
 		case ids > 0:
-			dropIDs(m.ids, t, k)
+			dropBatch(m.ids, k, func(e idEntry) bool { return e.exp <= t }, func(e idEntry) bool { return e.seq != 0 })
 		default:
 			return
 		}
@@ -212,51 +212,33 @@ func (m *Memory) makeRoom(t int64, n int) {
 // evictBatch is how many entries makeRoom drops at a time.
 const evictBatch = 128
 
-// dropMarks deletes k entries of tab: the expired ones among the first 2k
-// of its iteration (which starts at a random place), then the first.
-func dropMarks(tab map[key]mark, t int64, k int) {
-	var keep [evictBatch]key
-	kept, dropped, seen := 0, 0, 0
-	for key, e := range tab {
-		if e.exp <= t {
-			delete(tab, key)
-			dropped++
-		} else if kept < min(k, evictBatch) {
-			keep[kept] = key
-			kept++
-		}
-		if seen++; dropped >= k || seen >= 2*k {
-			break
-		}
-	}
-	for _, key := range keep[:min(kept, max(k-dropped, 0))] {
-		delete(tab, key)
-	}
-}
-
-// dropIDs deletes k entries of tab: the expired ones among the first 2k of
-// its iteration, then done marks, then claims. Claims are at most the jobs
-// in flight, so done marks come first in any stretch of a full store.
-func dropIDs(tab map[key]idEntry, t int64, k int) {
-	var done, claims [evictBatch]key
-	nd, nc, dropped, seen := 0, 0, 0, 0
+// dropBatch deletes k (at most evictBatch) entries of tab: the expired
+// ones among the first 2k of its iteration (which starts at a random
+// place), then the others seen, those that last reports (claims, of which
+// there are at most the jobs in flight) after all the rest.
+func dropBatch[V any](tab map[key]V, k int, expired, last func(V) bool) {
+	var first, later [evictBatch]key
+	nf, nl, dropped, seen := 0, 0, 0, 0
+	k = min(k, evictBatch)
 	for key, e := range tab {
 		switch {
-		case e.exp <= t:
+		case expired(e):
 			delete(tab, key)
 			dropped++
-		case e.seq == 0 && nd < min(k, evictBatch):
-			done[nd] = key
-			nd++
-		case e.seq != 0 && nc < min(k, evictBatch):
-			claims[nc] = key
-			nc++
+		case last != nil && last(e):
+			if nl < k {
+				later[nl] = key
+				nl++
+			}
+		case nf < k:
+			first[nf] = key
+			nf++
 		}
-		if seen++; dropped >= k || (seen >= 2*k && nd+dropped >= k) {
+		if seen++; dropped >= k || (seen >= 2*k && nf+dropped >= k) {
 			break
 		}
 	}
-	for _, keys := range [2][]key{done[:nd], claims[:nc]} {
+	for _, keys := range [2][]key{first[:nf], later[:nl]} {
 		for _, key := range keys {
 			if dropped >= k {
 				return
