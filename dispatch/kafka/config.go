@@ -41,12 +41,15 @@ func closeLogs(ch chan ck.LogEvent) {
 	}
 }
 
-// boundProducerChannels sizes the producer binding's Go channels unless
-// the configuration does: its defaults of a million entries each cost
-// 24 MB per producer. Delivery reports are read as they come (the report
-// goroutine), and messages are handed over by Produce, not the channel.
-func boundProducerChannels(cm *ck.ConfigMap) {
-	for k, v := range map[string]int{"go.events.channel.size": 10000, "go.produce.channel.size": 0} {
+// producerBinding sets what the configuration does not of the producer
+// binding's own settings: its Go channels, whose defaults of a million
+// entries each cost 24 MB per producer (delivery reports are read as they
+// come, by the report goroutine, and messages are handed over by Produce,
+// not the channel), and the delivery reports' fields: none, as only the
+// partition, the error and the Opaque are read, where the default copies
+// each message's key and value back into Go memory once it is written.
+func producerBinding(cm *ck.ConfigMap) {
+	for k, v := range map[string]any{"go.events.channel.size": 10000, "go.produce.channel.size": 0, "go.delivery.report.fields": "none"} {
 		if _, ok := (*cm)[k]; !ok {
 			(*cm)[k] = v
 		}

@@ -34,3 +34,21 @@ func TestQueueKBytes(t *testing.T) {
 		t.Errorf("the shared defaults were changed: %v", v)
 	}
 }
+
+// TestProducerBinding: the binding's channels are bounded and delivery
+// reports carry no copy of the message, unless the configuration says
+// otherwise.
+func TestProducerBinding(t *testing.T) {
+	cm := configMap(producerDefaults, nil, nil)
+	producerBinding(cm)
+	for k, want := range map[string]any{"go.events.channel.size": 10000, "go.produce.channel.size": 0, "go.delivery.report.fields": "none"} {
+		if v, err := cm.Get(k, nil); err != nil || v != want {
+			t.Errorf("%s = %v (%v), want %v", k, v, err, want)
+		}
+	}
+	cm = configMap(producerDefaults, []map[string]string{{"go.delivery.report.fields": "key"}}, nil)
+	producerBinding(cm)
+	if v, _ := cm.Get("go.delivery.report.fields", nil); v != "key" {
+		t.Errorf("configured go.delivery.report.fields became %v", v)
+	}
+}

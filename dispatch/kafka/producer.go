@@ -80,7 +80,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	cm := configMap(producerDefaults, cfg.Properties, map[string]string{
 		"bootstrap.servers": cfg.Brokers,
 	})
-	boundProducerChannels(cm)
+	producerBinding(cm)
 	p, err := ck.NewProducer(cm)
 	if err != nil {
 		return nil, fmt.Errorf("new producer: %w", err)

@@ -74,7 +74,7 @@ func NewTxn(ctx context.Context, cfg TxnConfig) (*Txn, error) {
 		"enable.idempotence": "true",
 		"acks":               "all",
 	})
-	boundProducerChannels(cm)
+	producerBinding(cm)
 	p, err := ck.NewProducer(cm)
 	if err != nil {
 		_ = c.Close()
