@@ -254,7 +254,12 @@ func (s *jobSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		simJSON(w, http.StatusMethodNotAllowed, "Allow", http.MethodPost, `{"error":"Request must be POSTed"}`)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 8<<20))
+	buf := simBodies.Get().(*[]byte)
+	defer simBodies.Put(buf)
+	body, err := readBody(*buf, w, r)
+	if cap(body) <= 64<<10 {
+		*buf = body[:0]
+	}
 	if err != nil {
 		s.bad.Add(1)
 		simJSON(w, http.StatusBadRequest, "", "", `{"error":"reading body"}`)
@@ -292,6 +297,29 @@ func (s *jobSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		simJSON(w, http.StatusOK, "", "", `{"status":"ok"}`)
 	}
 	s.total.Add(1)
+}
+
+// simBodies are request body buffers: one read into a kept buffer rather
+// than io.ReadAll's growing ones.
+var simBodies = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+// maxSimBody is the largest request body the simulator reads.
+const maxSimBody = 8 << 20
+
+// readBody reads r's body, at most maxSimBody bytes, into buf's storage.
+func readBody(buf []byte, w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= maxSimBody {
+		if int64(cap(buf)) < n {
+			buf = make([]byte, 0, n)
+		}
+		buf = buf[:n]
+		_, err := io.ReadFull(r.Body, buf)
+		return buf, err
+	}
+	var b bytes.Buffer
+	b.Grow(cap(buf))
+	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, maxSimBody))
+	return b.Bytes(), err
 }
 
 // check validates what RunSingleJob.php needs (a JSON object with a

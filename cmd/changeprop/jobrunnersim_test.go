@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"math"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"changeprop/internal/testkit"
 )
 
 func TestParseLatency(t *testing.T) {
@@ -145,4 +148,77 @@ func TestPercentiles(t *testing.T) {
 	if got := percentiles(nil); got.Count != 0 {
 		t.Errorf("percentiles(nil) = %+v", got)
 	}
+}
+
+// TestJobRunnerSimBodies: bodies of every size, with a Content-Length or
+// chunked, are read whole, and a kept buffer never lends one request's
+// bytes to the next.
+func TestJobRunnerSimBodies(t *testing.T) {
+	for _, lean := range []bool{false, true} {
+		sim := newJobSim(latencyDist{}, 0, 0, lean)
+		srv := httptest.NewServer(sim)
+		client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}} // one connection: one handler after another
+		pad := strings.Repeat(" ", 100<<10)
+		for i, tc := range []struct {
+			body    string
+			chunked bool
+			want    int
+		}{
+			{`{"type":"x","meta":{"dt":"2030-01-01T00:00:00Z"},"params":{"p":"` + strings.Repeat("a", 20<<10) + `"}}`, false, 200},
+			{`{"type":"x"}`, false, 400},                   // shorter than the last: no meta
+			{`{"meta":{}` + pad + `}`, false, 400},         // larger than a kept buffer: no type
+			{`{"type":"x","meta":{}}` + pad, true, 200},    // chunked
+			{`{"type":"x"}`, true, 400},                    // chunked, short
+			{`{"type":"x","meta":{"dt":"x"}}`, false, 200}, // after all of them
+		} {
+			var body io.Reader = strings.NewReader(tc.body)
+			if tc.chunked {
+				body = io.MultiReader(body) // no length known: sent chunked
+			}
+			req, _ := http.NewRequest("POST", srv.URL+"/rpc/RunSingleJob.php", body)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			answer, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("lean %v, request %d (%d bytes, chunked %v): %d %s, want %d", lean, i, len(tc.body), tc.chunked, resp.StatusCode, answer, tc.want)
+			}
+		}
+		srv.Close()
+	}
+}
+
+// BenchmarkJobRunnerSim posts generated 0.5-4 KB jobs to the lean
+// simulator over keep-alive connections; the figures include the client's
+// side of net/http, which is in the same process.
+func BenchmarkJobRunnerSim(b *testing.B) {
+	sim := newJobSim(latencyDist{}, 0, 0, true)
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	gen := testkit.NewJobGen(1)
+	gen.MinSize, gen.MaxSize = 512, 4096
+	jobs := make([][]byte, 64)
+	for i := range jobs {
+		_, jobs[i] = gen.Next()
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	url := srv.URL + "/rpc/RunSingleJob.php"
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for i := 0; pb.Next(); i++ {
+			resp, err := client.Post(url, "application/json", bytes.NewReader(jobs[i%len(jobs)]))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
 }
