@@ -57,7 +57,7 @@ func main() {
 	flag.Int64Var(&h.backlog, "backlog", 1_000_000, "events of the backlog run")
 	flag.DurationVar(&h.backlogWatch, "backlog-watch", 60*time.Second, "how long to watch the backlog drain")
 	flag.DurationVar(&h.latencyFor, "latency-duration", 20*time.Second, "length of each latency run")
-	flag.Func("latency-rate", "rate of the latency runs, repeatable (default: half of the measured one-rule capacity)", func(v string) error {
+	flag.Func("latency-rate", "rate of the latency runs, repeatable (default: a half and a quarter of the measured one-rule capacity)", func(v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
 			return fmt.Errorf("-latency-rate %q is not a positive number", v)
@@ -189,7 +189,7 @@ func (h *harness) loadgen(name string, timeout time.Duration, args ...string) (s
 		return "", fmt.Errorf("%s: %w (see %s.log)", name, err, name)
 	}
 	b, _ := os.ReadFile(filepath.Join(h.work, name+".log"))
-	m := regexp.MustCompile(`(?m)^loadgen: .*$`).Find(b)
+	m := regexp.MustCompile(`(?m)^loadgen: produced .*$`).Find(b)
 	h.logf("%s", m)
 	return string(m), nil
 }

@@ -152,19 +152,23 @@ func (h *harness) report() string {
 	}
 
 	p("\n### Added latency at half capacity\n\n")
-	p("Latency is receipt at the job runner minus `meta.dt` (stamped by loadgen with microseconds when it\n")
-	p("generates the event; `-X linger.ms=0`), taken before the runner's own latency (0 here), so nothing\n")
-	p("is subtracted. It includes the produce path into kfake and the consumer's fetch, which is why the\n")
-	p("bare loop is measured the same way. Same clock: every process runs on this machine. Each run is\n")
-	p("%v long after a first %v whose samples are dropped (the generator's producer connecting; every\n", h.latencyFor, latencyWarmup)
-	p("job is still answered and counted); loadgen issues the rate every millisecond.\n\n")
-	p("| process | rate (jobs/s) | jobs answered / produced | p50 | p90 | p99 | max | CPU-s per 1,000 jobs |\n|---|---|---|---|---|---|---|---|\n")
+	p("Latency is receipt at the job runner minus `meta.dt`, taken before the runner's own latency (0 here),\n")
+	p("so nothing is subtracted. loadgen makes every event of a run before it starts (`-pregenerate`) and\n")
+	p("stamps `meta.dt` with microseconds, and signs the event again, as it hands each to its producer\n")
+	p("(`-X linger.ms=%s`); it issues the rate every millisecond. The latency includes that producer, kfake\n", latencyLinger)
+	p("and the consumer's fetch, which is why the bare loop is measured the same way. Same clock: every\n")
+	p("process runs on this machine. Each run is %v long after a first %v whose samples and CPU are not\n", h.latencyFor, latencyWarmup)
+	p("counted (the generator's producer learning the partition leaders; every job is still answered).\n")
+	p("The cluster, the job runner and the generator run with `GOGC=%s`. *Machine busy* is the share of\n", instrumentGOGC)
+	p("both cores in use over the run (`/proc/stat`), by every process; *others* is the CPU of every other\n")
+	p("process per 1,000 jobs: the price of generating, storing and answering the jobs on the same cores.\n\n")
+	p("| process | rate (jobs/s) | jobs answered / produced | p50 | p90 | p99 | max | CPU-s per 1,000 jobs | machine busy | others, CPU-s per 1,000 |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.latency {
-		p("| %s | %d | %d / %d | %s | %s | %s | %s | %.3f |\n", l.who, l.rate, l.answered, l.produced,
-			ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max), l.cpuPer1000)
+		p("| %s | %d | %d / %d | %s | %s | %s | %s | %.3f | %.0f%% | %.3f |\n", l.who, l.rate, l.answered, l.produced,
+			ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max), l.cpuPer1000, l.machineBusy*100, l.othersPer1000)
 	}
 	if len(r.latency) == 0 {
-		p("| not measured | | | | | | | |\n")
+		p("| not measured | | | | | | | | | |\n")
 	}
 	p("\nTarget: p99 added latency ≤ 5 ms at half capacity.\n")
 

@@ -32,7 +32,8 @@ type loadgenOptions struct {
 	workers    int
 	props      map[string]string // librdkafka producer properties (-X)
 	report     time.Duration
-	maxPending int // unacknowledged messages before generation waits
+	maxPending int  // unacknowledged messages before generation waits
+	pregen     bool // make every event before the run; stamp meta.dt as each is sent
 }
 
 // kvFlags collects repeated -X key=value flags.
@@ -75,6 +76,8 @@ func parseLoadgenFlags(args []string, stderr io.Writer) (loadgenOptions, error) 
 	fs.Var(kvFlags(o.props), "X", "librdkafka producer property key=value (repeatable), e.g. -X linger.ms=0")
 	fs.DurationVar(&o.report, "report", time.Second, "interval between progress lines (0: none)")
 	fs.IntVar(&o.maxPending, "max-pending", 200_000, "unacknowledged messages before generation waits")
+	fs.BoolVar(&o.pregen, "pregenerate", false, "make every event of the run (-n, or -rate × -duration) in memory before sending the first, "+
+		"and stamp meta.dt and sign each as it is sent: the run then spends no CPU on generation")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -120,6 +123,9 @@ func (o loadgenOptions) validate() error {
 	if o.report < 0 {
 		errs = append(errs, fmt.Errorf("-report %v is negative", o.report))
 	}
+	if o.pregen && o.n == 0 && (o.rate == 0 || o.duration == 0) {
+		errs = append(errs, errors.New("-pregenerate needs -n, or -rate and -duration"))
+	}
 	if o.maxPending < 1 {
 		errs = append(errs, fmt.Errorf("-max-pending %d: need at least 1", o.maxPending))
 	}
@@ -148,11 +154,6 @@ func cmdLoadgen(args []string, stdout, stderr io.Writer) int {
 	log, _ := newLogger(stderr, "warn")
 	ctx, stop := signalContext(log)
 	defer stop()
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
 	props := map[string]string{"queue.buffering.max.messages": "1000000", "queue.buffering.max.kbytes": "1048576"}
 	prod, err := kafka.NewProducer(kafka.ProducerConfig{
 		Brokers:    o.brokers,
@@ -164,6 +165,16 @@ func cmdLoadgen(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	lg := newLoadgen(o, prod)
+	if o.pregen {
+		t0 := time.Now()
+		n, size := lg.pregenerate()
+		fmt.Fprintf(stdout, "loadgen: made %d events (%.1f MB) in %.1fs before the run\n", n, float64(size)/1e6, time.Since(t0).Seconds())
+	}
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
 	start := time.Now()
 	done := make(chan struct{})
 	go func() {
@@ -219,6 +230,65 @@ type loadgen struct {
 	acks                           chan struct{} // signalled on each acknowledgement while generation waits
 	err                            error         // first produce error
 	errOnce                        sync.Once
+
+	pre     []pregenerated // with -pregenerate: every event of the run
+	preNext atomic.Int64   // the next of pre to send
+}
+
+// pregenerated is an event made before the run.
+type pregenerated struct {
+	topic string
+	value []byte
+}
+
+// errAllSent ends a run whose pregenerated events have all been sent.
+var errAllSent = errors.New("every pregenerated event sent")
+
+// pregenerate makes every event of the run, on o.workers goroutines, and
+// returns how many and their bytes. A run at a rate for a duration gets
+// 1% more than rate × duration, for the ticks' rounding.
+func (l *loadgen) pregenerate() (n int, size int64) {
+	n = int(l.o.n)
+	if n == 0 {
+		n = int(float64(l.o.rate)*l.o.duration.Seconds()) + l.o.rate/100 + 1
+	}
+	l.pre = make([]pregenerated, n)
+	var wg sync.WaitGroup
+	var bytes atomic.Int64
+	for w := range l.o.workers {
+		gen := l.newGen(w)
+		wg.Go(func() {
+			var b int64
+			for i := w; i < n; i += l.o.workers {
+				l.pre[i].topic, l.pre[i].value = l.generate(gen, i)
+				b += int64(len(l.pre[i].value))
+			}
+			bytes.Add(b)
+		})
+	}
+	wg.Wait()
+	return n, bytes.Load()
+}
+
+// newGen returns worker w's generator.
+func (l *loadgen) newGen(w int) *testkit.JobGen {
+	gen := testkit.NewJobGen(l.o.seed + int64(w))
+	gen.Now = time.Now
+	gen.MinSize, gen.MaxSize = l.o.minSize, l.o.maxSize
+	gen.DelayRate = l.o.delayRate
+	gen.PreciseDT = l.o.preciseDT
+	gen.Unique = l.o.unique
+	return gen
+}
+
+// generate makes the k-th event of a worker: of the next job type of
+// -topics in turn, or drawn from the skewed distribution without them.
+func (l *loadgen) generate(gen *testkit.JobGen, k int) (topic string, value []byte) {
+	if len(l.o.topics) == 0 {
+		return gen.Next()
+	}
+	jt := l.o.topics[k%len(l.o.topics)]
+	return testkit.JobTopic(jt), gen.NextOfType(jt)
 }
 
 func newLoadgen(o loadgenOptions, prod producer) *loadgen {
@@ -235,12 +305,7 @@ func (l *loadgen) run(ctx context.Context) {
 	go l.issue(ctx, tickets)
 	var wg sync.WaitGroup
 	for w := range l.o.workers {
-		gen := testkit.NewJobGen(l.o.seed + int64(w))
-		gen.Now = time.Now
-		gen.MinSize, gen.MaxSize = l.o.minSize, l.o.maxSize
-		gen.DelayRate = l.o.delayRate
-		gen.PreciseDT = l.o.preciseDT
-		gen.Unique = l.o.unique
+		gen := l.newGen(w)
 		wg.Go(func() {
 			for k := 0; ; k++ {
 				select {
@@ -252,7 +317,9 @@ func (l *loadgen) run(ctx context.Context) {
 					}
 				}
 				if err := l.produceOne(gen, k); err != nil {
-					l.errOnce.Do(func() { l.err = err })
+					if !errors.Is(err, errAllSent) {
+						l.errOnce.Do(func() { l.err = err })
+					}
 					cancel()
 					return
 				}
@@ -320,11 +387,18 @@ const issueTick = time.Millisecond
 func (l *loadgen) produceOne(gen *testkit.JobGen, k int) error {
 	var topic string
 	var value []byte
-	if len(l.o.topics) == 0 {
-		topic, value = gen.Next()
+	if l.pre != nil {
+		i := l.preNext.Add(1) - 1
+		if i >= int64(len(l.pre)) {
+			return errAllSent
+		}
+		topic, value = l.pre[i].topic, l.pre[i].value
+		l.pre[i] = pregenerated{} // the producer holds its own copy once it has it
+		if err := testkit.Restamp(value, time.Now()); err != nil {
+			return err
+		}
 	} else {
-		jt := l.o.topics[k%len(l.o.topics)]
-		topic, value = testkit.JobTopic(jt), gen.NextOfType(jt)
+		topic, value = l.generate(gen, k)
 	}
 	l.produced.Add(1)
 	l.bytes.Add(int64(len(value)))

@@ -121,13 +121,15 @@ func TestLoadgenToCluster(t *testing.T) {
 // timedProducer acknowledges every message at once and records when each
 // was produced.
 type timedProducer struct {
-	mu sync.Mutex
-	at []time.Time
+	mu     sync.Mutex
+	at     []time.Time
+	values [][]byte
 }
 
-func (p *timedProducer) ProduceAsync(_ string, _ int32, _, _ []byte, done func(error)) error {
+func (p *timedProducer) ProduceAsync(_ string, _ int32, _, value []byte, done func(error)) error {
 	p.mu.Lock()
 	p.at = append(p.at, time.Now())
+	p.values = append(p.values, append([]byte(nil), value...))
 	p.mu.Unlock()
 	done(nil)
 	return nil
@@ -167,5 +169,59 @@ func TestLoadgenRate(t *testing.T) {
 	}
 	if span := prod.at[len(prod.at)-1].Sub(start); windows < int(span/window)*6/10 {
 		t.Errorf("events in %d of the %d %v windows of %v: issued in bursts", windows, span/window, window, span)
+	}
+}
+
+// TestLoadgenPregenerate: with -pregenerate every event is made before the
+// run, and stamped and signed as it is sent: each meta.dt is its send time,
+// not its making, and the run ends when all are sent.
+func TestLoadgenPregenerate(t *testing.T) {
+	const n = 300
+	prod := &timedProducer{}
+	l := newLoadgen(loadgenOptions{rate: 3000, n: n, workers: 2, maxPending: 1000, minSize: 512, maxSize: 4096,
+		seed: 2, unique: true, preciseDT: true, pregen: true, topics: []string{"refreshLinks", "cdnPurge"}}, prod)
+	made, _ := l.pregenerate()
+	if made != n {
+		t.Fatalf("made %d events, want %d", made, n)
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l.run(ctx)
+	if l.err != nil || ctx.Err() != nil {
+		t.Fatalf("run: %v, ctx %v", l.err, ctx.Err())
+	}
+	prod.mu.Lock()
+	defer prod.mu.Unlock()
+	if len(prod.values) != n {
+		t.Fatalf("sent %d events, want %d", len(prod.values), n)
+	}
+	types := map[string]int{}
+	for i, v := range prod.values {
+		if err := testkit.VerifySignature(v); err != nil {
+			t.Fatal(err)
+		}
+		var ev struct {
+			Type string `json:"type"`
+			Meta struct{ DT string }
+		}
+		if err := json.Unmarshal(v, &ev); err != nil {
+			t.Fatal(err)
+		}
+		types[ev.Type]++
+		dt, err := time.Parse(time.RFC3339Nano, ev.Meta.DT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dt.Before(start.Add(-time.Millisecond)) || dt.After(prod.at[i].Add(time.Millisecond)) {
+			t.Fatalf("event %d: meta.dt %v, sent at %v, run started %v: not stamped as it was sent", i, dt, prod.at[i], start)
+		}
+	}
+	if types["refreshLinks"] != n/2 || types["cdnPurge"] != n/2 {
+		t.Errorf("job types %v, want %d of each", types, n/2)
+	}
+	if _, err := parseLoadgenFlags([]string{"-brokers", "x", "-pregenerate", "-rate", "100"}, io.Discard); err == nil {
+		t.Error("-pregenerate without -n or -duration was taken")
 	}
 }

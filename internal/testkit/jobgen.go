@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -310,6 +311,74 @@ func (g *JobGen) event(jobType string) []byte {
 	out = append(out, `,"mediawiki_signature":"`...)
 	out = hex.AppendEncode(out, mac.Sum(sum[:0]))
 	return append(out, `"}`...)
+}
+
+// signatureSuffix is the length of `,"mediawiki_signature":"<40 hex>"}`,
+// the end of every event JobGen makes.
+const signatureSuffix = len(`,"mediawiki_signature":""}`) + 2*sha1.Size
+
+var closingBrace = []byte{'}'}
+
+// VerifySignature returns an error unless ev, an event JobGen made, ends
+// with the mediawiki_signature of the rest of it.
+func VerifySignature(ev []byte) error {
+	const field = `,"mediawiki_signature":"`
+	if len(ev) < signatureSuffix || !bytes.HasSuffix(ev, []byte(`"}`)) ||
+		!bytes.Equal(ev[len(ev)-signatureSuffix:][:len(field)], []byte(field)) {
+		return fmt.Errorf("testkit: no mediawiki_signature at the end of %.80q", ev)
+	}
+	mac := signers.Get().(hash.Hash)
+	defer signers.Put(mac)
+	mac.Reset()
+	mac.Write(ev[:len(ev)-signatureSuffix])
+	mac.Write(closingBrace)
+	var sum [sha1.Size]byte
+	want := hex.EncodeToString(mac.Sum(sum[:0]))
+	if got := string(ev[len(ev)-2-2*sha1.Size : len(ev)-2]); got != want {
+		return fmt.Errorf("testkit: mediawiki_signature %s, want %s", got, want)
+	}
+	return nil
+}
+
+// signers are HMACs with signatureKey, for Restamp.
+var signers = sync.Pool{New: func() any { return hmac.New(sha1.New, signatureKey) }}
+
+// Restamp sets meta.dt of ev, an event JobGen made, to dt in the layout
+// it already has (milliseconds or microseconds), and signs it again. It
+// works in place, without allocating: a load generator makes its events
+// before a run and stamps each as it sends it, so that generation costs
+// nothing during the run while meta.dt is still the send time.
+func Restamp(ev []byte, dt time.Time) error {
+	const at = `"dt":"` // meta comes first, and its dt before any other
+	i := bytes.Index(ev, []byte(at))
+	if i < 0 || len(ev) < signatureSuffix || !bytes.HasSuffix(ev, []byte(`"}`)) {
+		return fmt.Errorf("testkit: not an event of JobGen: %.80q", ev)
+	}
+	i += len(at)
+	end := bytes.IndexByte(ev[i:], '"')
+	var buf [len(preciseDTLayout)]byte
+	var stamp []byte
+	switch end {
+	case len("2006-01-02T15:04:05.000000Z"):
+		stamp = dt.UTC().AppendFormat(buf[:0], preciseDTLayout)
+	case len("2006-01-02T15:04:05.000Z"):
+		stamp = dt.UTC().AppendFormat(buf[:0], dtLayout)
+	default:
+		return fmt.Errorf("testkit: meta.dt %.40q is not one JobGen writes", ev[i:])
+	}
+	if len(stamp) != end {
+		return fmt.Errorf("testkit: %v does not fit meta.dt %q", dt, ev[i:i+end])
+	}
+	copy(ev[i:], stamp)
+	mac := signers.Get().(hash.Hash)
+	defer signers.Put(mac)
+	mac.Reset()
+	body := len(ev) - signatureSuffix
+	mac.Write(ev[:body])
+	mac.Write(closingBrace)
+	var sum [sha1.Size]byte
+	hex.Encode(ev[len(ev)-2-2*sha1.Size:len(ev)-2], mac.Sum(sum[:0]))
+	return nil
 }
 
 // withPages returns the event ev with params.pages (the JSON object pages)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +204,14 @@ func checkSignature(t *testing.T, v []byte) {
 	if got, want := string(v[i+len(field):len(v)-2]), hex.EncodeToString(mac.Sum(nil)); got != want {
 		t.Fatalf("signature %s, want %s", got, want)
 	}
+	if err := VerifySignature(v); err != nil {
+		t.Fatalf("VerifySignature: %v", err)
+	}
+	bad := append([]byte(nil), v...)
+	bad[len(bad)/2] ^= 1
+	if VerifySignature(bad) == nil {
+		t.Fatal("VerifySignature took an event changed after signing")
+	}
 }
 
 func BenchmarkJobGen(b *testing.B) {
@@ -263,5 +272,61 @@ func TestJobGenUnique(t *testing.T) {
 	}
 	if len(sha1s) < 1000 || len(roots) < 1000 {
 		t.Errorf("%d sha1s and %d root signatures in 5000 events: Unique dropped them", len(sha1s), len(roots))
+	}
+}
+
+// TestRestamp: meta.dt is the new time in the event's own layout, the
+// signature is valid again, and nothing else changes.
+func TestRestamp(t *testing.T) {
+	at := time.Date(2031, 2, 3, 4, 5, 6, 789012000, time.UTC)
+	for _, precise := range []bool{false, true} {
+		g := NewJobGen(5)
+		g.PreciseDT = precise
+		g.MinSize, g.MaxSize = 512, 4096
+		for range 50 {
+			_, v := g.Next()
+			orig := append([]byte(nil), v...)
+			if err := Restamp(v, at); err != nil {
+				t.Fatal(err)
+			}
+			checkSignature(t, v)
+			var before, after map[string]any
+			if err := json.Unmarshal(orig, &before); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(v, &after); err != nil {
+				t.Fatal(err)
+			}
+			want := "2031-02-03T04:05:06.789Z"
+			if precise {
+				want = "2031-02-03T04:05:06.789012Z"
+			}
+			if dt := after["meta"].(map[string]any)["dt"]; dt != want {
+				t.Fatalf("meta.dt = %v, want %s", dt, want)
+			}
+			before["meta"].(map[string]any)["dt"] = want
+			delete(before, "mediawiki_signature")
+			delete(after, "mediawiki_signature")
+			if b, a := fmt.Sprint(before), fmt.Sprint(after); b != a {
+				t.Fatalf("restamping changed more than meta.dt:\n%s\n%s", b, a)
+			}
+		}
+	}
+	if err := Restamp([]byte(`{"meta":{"id":"x"}}`), at); err == nil {
+		t.Error("restamped an event without meta.dt")
+	}
+}
+
+func BenchmarkRestamp(b *testing.B) {
+	g := NewJobGen(1)
+	g.MinSize, g.MaxSize = 512, 4096
+	g.PreciseDT = true
+	_, v := g.Next()
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Restamp(v, now); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
