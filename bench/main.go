@@ -36,6 +36,7 @@ type harness struct {
 	latencyRates    []int  // -latency-rate: fixed rates instead of half the measured capacity
 	runnerLatency   string // -runner-latency: the job runner's latency distribution
 	perf            bool
+	measuredEnv     []string // -env: added to the environment of changeprop run and the bare loop
 
 	procs   []*proc
 	cluster *proc
@@ -66,6 +67,13 @@ func main() {
 		return nil
 	})
 	flag.StringVar(&h.runnerLatency, "runner-latency", "0", "the job runner's latency (jobrunner-sim -latency), e.g. fixed:20ms; not 0 only for comparing")
+	flag.Func("env", "KEY=VALUE added to the environment of the measured processes (changeprop run, bare), repeatable; for comparing, e.g. GOMAXPROCS=1", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("-env %q: want KEY=VALUE", v)
+		}
+		h.measuredEnv = append(h.measuredEnv, v)
+		return nil
+	})
 	flag.BoolVar(&h.perf, "perf", true, "profile with perf record (when perf is installed)")
 	gotest := flag.Bool("gotest", true, "run the go test -bench hot-path benchmarks")
 	phases := flag.String("phases", "throughput,latency,rules30,backlog", "end-to-end phases to run, comma-separated (a report of fewer is for comparing, not for docs/)")

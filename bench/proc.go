@@ -78,6 +78,8 @@ func (h *harness) start(name string, firstLine bool, bin string, args ...string)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if instrument(bin, args) {
 		cmd.Env = append(os.Environ(), "GOGC="+instrumentGOGC)
+	} else if len(h.measuredEnv) > 0 {
+		cmd.Env = append(os.Environ(), h.measuredEnv...)
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("start %s: %w", name, err)

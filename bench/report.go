@@ -97,6 +97,9 @@ func (h *harness) report() string {
 	p("bin/changeprop loadgen -brokers ADDR -rate 0 -n %d -delay-rate 0 -unique                        # 30-rule backlog, all job types\n", h.events)
 	p("bin/changeprop run -create-topics -config <jobqueue.yaml with brokers, job runner, listen substituted> -log-level warn\n")
 	p("bin/bare -brokers ADDR -topics mediawiki.job.refreshLinks -group bare-N -url SIM/rpc/RunSingleJob.php -concurrency 100\n```\n\n")
+	if len(h.measuredEnv) > 0 {
+		p("The measured processes ran with `%s` in their environment (`-env`): a comparison, not the defaults.\n\n", strings.Join(h.measuredEnv, " "))
+	}
 	p("The configs are `%s` with the brokers, the job runner (`jobrunner.svc:9005`) and `listen`\n", jobqueueYAML)
 	p("substituted, `auto.offset.reset: earliest` added (the backlog is written before the groups exist)\n")
 	p("`rate_limit` removed (cdnPurge's 500/s would set the 30-rule throughput) and `redis` removed (dedupe in the process). The one-rule config\n")
