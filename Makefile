@@ -41,7 +41,7 @@ vet:
 
 ## bench: end-to-end benchmarks (kfake, job-runner simulator, loadgen, changeprop, a bare loop in
 ## processes of their own) and hot-path micro-benchmarks; writes docs/benchmarks.md (under 10 min)
-bench:
+bench: test-deps
 	$(GO) build -o bin/ ./cmd/changeprop ./bench/...
 	bin/bench -bin bin -out docs/benchmarks.md $(BENCHFLAGS)
 
