@@ -325,12 +325,11 @@ func (h *harness) latencyAt(rate int) error {
 		cpu -= from.cpu
 		busy, ticks = busy-from.busy, ticks-from.ticks
 		mu.Unlock()
-		answered := s.Total - base
+		answered, busyShare := s.Total-base, busy/max(ticks, 1)
 		h.res.latency = append(h.res.latency, latencyRun{who: who, rate: rate, produced: want, answered: answered,
 			p50: s.AddedLatency.P50, p90: s.AddedLatency.P90, p99: s.AddedLatency.P99, max: s.AddedLatency.Max,
-			cpuPer1000: cpu.Seconds() / float64(jobs) * 1000, machineBusy: busy / max(ticks, 1),
+			cpuPer1000: cpu.Seconds() / float64(jobs) * 1000, machineBusy: busyShare,
 			othersPer1000: (busy/clockTick - cpu.Seconds()) / float64(jobs) * 1000})
-		busyShare := busy / max(ticks, 1)
 		h.logf("latency %s at %d/s: p50 %v p99 %v (%d of %d answered; machine %.0f%% busy)", who, rate, s.AddedLatency.P50,
 			s.AddedLatency.P99, answered, want, busyShare*100)
 	}

@@ -24,9 +24,6 @@ type proc struct {
 	err  error
 }
 
-// start runs bin with args; stdout and stderr go to <work>/<name>.log. If
-// firstLine, the first line of stdout is returned (e.g. an address), and
-// the rest still goes to the log.
 // instrumentGOGC is the GOGC of the processes that are not measured: the
 // cluster, the job-runner simulator and the load generator collect their
 // garbage a quarter as often, leaving that CPU to the measured process
@@ -45,6 +42,9 @@ func instrument(bin string, args []string) bool {
 	return false
 }
 
+// start runs bin with args; stdout and stderr go to <work>/<name>.log. If
+// firstLine, the first line of stdout is returned (e.g. an address), and
+// the rest still goes to the log.
 func (h *harness) start(name string, firstLine bool, bin string, args ...string) (*proc, string, error) {
 	logf, err := os.Create(filepath.Join(h.work, name+".log"))
 	if err != nil {

@@ -303,13 +303,11 @@ func (g *JobGen) event(jobType string) []byte {
 			unsigned = withPages(unsigned, pagesPadding(r, need))
 		}
 	}
-	mac := hmac.New(sha1.New, signatureKey)
-	mac.Write(unsigned)
-	var sum [sha1.Size]byte
+	sum := sign(unsigned)
 	out := make([]byte, 0, len(unsigned)+len(`,"mediawiki_signature":""`)+2*sha1.Size)
 	out = append(out, unsigned[:len(unsigned)-1]...) // without the closing brace
 	out = append(out, `,"mediawiki_signature":"`...)
-	out = hex.AppendEncode(out, mac.Sum(sum[:0]))
+	out = hex.AppendEncode(out, sum[:])
 	return append(out, `"}`...)
 }
 
@@ -327,21 +325,30 @@ func VerifySignature(ev []byte) error {
 		!bytes.Equal(ev[len(ev)-signatureSuffix:][:len(field)], []byte(field)) {
 		return fmt.Errorf("testkit: no mediawiki_signature at the end of %.80q", ev)
 	}
-	mac := signers.Get().(hash.Hash)
-	defer signers.Put(mac)
-	mac.Reset()
-	mac.Write(ev[:len(ev)-signatureSuffix])
-	mac.Write(closingBrace)
-	var sum [sha1.Size]byte
-	want := hex.EncodeToString(mac.Sum(sum[:0]))
+	sum := sign(ev[:len(ev)-signatureSuffix], closingBrace)
+	want := hex.EncodeToString(sum[:])
 	if got := string(ev[len(ev)-2-2*sha1.Size : len(ev)-2]); got != want {
 		return fmt.Errorf("testkit: mediawiki_signature %s, want %s", got, want)
 	}
 	return nil
 }
 
-// signers are HMACs with signatureKey, for Restamp.
+// signers are HMACs with signatureKey.
 var signers = sync.Pool{New: func() any { return hmac.New(sha1.New, signatureKey) }}
+
+// sign returns the mediawiki_signature of the concatenated parts: the
+// event without its signature.
+func sign(parts ...[]byte) [sha1.Size]byte {
+	mac := signers.Get().(hash.Hash)
+	defer signers.Put(mac)
+	mac.Reset()
+	for _, p := range parts {
+		mac.Write(p)
+	}
+	var sum [sha1.Size]byte
+	mac.Sum(sum[:0])
+	return sum
+}
 
 // Restamp sets meta.dt of ev, an event JobGen made, to dt in the layout
 // it already has (milliseconds or microseconds), and signs it again. It
@@ -370,14 +377,8 @@ func Restamp(ev []byte, dt time.Time) error {
 		return fmt.Errorf("testkit: %v does not fit meta.dt %q", dt, ev[i:i+end])
 	}
 	copy(ev[i:], stamp)
-	mac := signers.Get().(hash.Hash)
-	defer signers.Put(mac)
-	mac.Reset()
-	body := len(ev) - signatureSuffix
-	mac.Write(ev[:body])
-	mac.Write(closingBrace)
-	var sum [sha1.Size]byte
-	hex.Encode(ev[len(ev)-2-2*sha1.Size:len(ev)-2], mac.Sum(sum[:0]))
+	sum := sign(ev[:len(ev)-signatureSuffix], closingBrace)
+	hex.Encode(ev[len(ev)-2-2*sha1.Size:len(ev)-2], sum[:])
 	return nil
 }
 
