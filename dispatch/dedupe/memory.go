@@ -25,8 +25,9 @@ type MemoryOptions struct {
 // for concurrent use; entries expire lazily against the now of each call.
 //
 // Entries are keyed by a 128-bit hash of their strings, not the strings:
-// an entry costs about 40 bytes whatever the ids' length, and holds no
-// reference into the event it came from (whose decoded strings share one
+// an entry is a 32-byte slot of a table at most half full (64 to 128
+// bytes; a full default store holds 50 MB) whatever the ids' length, and
+// holds no reference into the event it came from (whose decoded strings share one
 // copy of the whole event). Two different ids collide with a probability
 // of about n²/2¹²⁹ for n entries, 10⁻²⁷ at the default bound.
 type Memory struct {
@@ -34,31 +35,27 @@ type Memory struct {
 	max      int
 	seeds    [2]maphash.Seed
 
-	mu    sync.Mutex
-	seq   uint64
-	ids   map[key]idEntry
-	sha1s map[key]mark
-	roots map[key]mark
+	mu sync.Mutex
+	// seq numbers the claims: an ids entry with v == 0 is a done mark,
+	// otherwise the claim of that number. sha1s and roots hold a time
+	// (the sha1's processing time, the signature's newest root_event.dt).
+	seq               uint64
+	ids, sha1s, roots table
 }
 
 // key identifies an entry: the hash of its namespace and strings.
 type key [2]uint64
 
-// key hashes a namespace and one or two strings.
+// key hashes a namespace and one or two strings. It is never the zero
+// key, which marks an empty slot of a table.
 func (m *Memory) key(ns, a, b string) key {
 	v := struct{ ns, a, b string }{ns, a, b}
-	return key{maphash.Comparable(m.seeds[0], v), maphash.Comparable(m.seeds[1], v)}
+	k := key{maphash.Comparable(m.seeds[0], v), maphash.Comparable(m.seeds[1], v)}
+	if k == (key{}) {
+		k[1] = 1
+	}
+	return k
 }
-
-// idEntry is a claim (seq != 0) or a done mark (seq == 0).
-type idEntry struct {
-	exp int64 // unix ns
-	seq uint64
-}
-
-// mark holds a time (the sha1's processing time, the signature's newest
-// root_event.dt) until exp.
-type mark struct{ exp, t int64 }
 
 // NewMemory returns an empty Memory store with the default options.
 func NewMemory() *Memory { return NewMemoryWith(MemoryOptions{}) }
@@ -75,9 +72,6 @@ func NewMemoryWith(o MemoryOptions) *Memory {
 		claimTTL: o.ClaimTTL,
 		max:      o.MaxEntries,
 		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		ids:      make(map[key]idEntry),
-		sha1s:    make(map[key]mark),
-		roots:    make(map[key]mark),
 	}
 }
 
@@ -88,7 +82,7 @@ func (m *Memory) Len() int {
 	return m.len()
 }
 
-func (m *Memory) len() int { return len(m.ids) + len(m.sha1s) + len(m.roots) }
+func (m *Memory) len() int { return m.ids.len() + m.sha1s.len() + m.roots.len() }
 
 // Claim implements Store. It never fails.
 func (m *Memory) Claim(_ context.Context, j Job, now time.Time) (Result, *Claim, error) {
@@ -103,44 +97,44 @@ func (m *Memory) Claim(_ context.Context, j Job, now time.Time) (Result, *Claim,
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.ids[keys[0]]; ok {
+	if e, i, ok := m.ids.get(keys[0]); ok {
 		switch {
 		case e.exp <= t:
-			delete(m.ids, keys[0])
-		case e.seq == 0:
+			m.ids.deleteAt(i)
+		case e.v == 0:
 			return DuplicateID, nil, nil
 		default:
 			return Busy, nil, nil
 		}
 	}
 	if j.hasSHA1() {
-		if p, ok := m.live(m.sha1s, keys[1], t); ok && p > j.sha1Ref().Add(-SHA1Slack).UnixNano() {
+		if p, ok := live(&m.sha1s, keys[1], t); ok && p > j.sha1Ref().Add(-SHA1Slack).UnixNano() {
 			return DuplicateSHA1, nil, nil
 		}
 	}
 	if j.hasRoot() {
-		if r, ok := m.live(m.roots, keys[2], t); ok && r > j.RootDT.UnixNano() {
+		if r, ok := live(&m.roots, keys[2], t); ok && r > j.RootDT.UnixNano() {
 			return DuplicateRoot, nil, nil
 		}
 	}
 	m.makeRoom(t, 1)
 	m.seq++
-	m.ids[keys[0]] = idEntry{exp: now.Add(claimTTL(&j, m.claimTTL)).UnixNano(), seq: m.seq}
+	m.ids.put(keys[0], now.Add(claimTTL(&j, m.claimTTL)).UnixNano(), int64(m.seq))
 	return Fresh, &Claim{job: j, at: now, seq: m.seq, keys: keys}, nil
 }
 
 // live returns the time held under k unless it has expired (and then
 // drops it).
-func (m *Memory) live(tab map[key]mark, k key, t int64) (int64, bool) {
-	e, ok := tab[k]
+func live(tab *table, k key, t int64) (int64, bool) {
+	e, i, ok := tab.get(k)
 	if !ok {
 		return 0, false
 	}
 	if e.exp <= t {
-		delete(tab, k)
+		tab.deleteAt(i)
 		return 0, false
 	}
-	return e.t, true
+	return e.v, true
 }
 
 // Confirm implements Store. It never fails.
@@ -153,22 +147,28 @@ func (m *Memory) Confirm(_ context.Context, c *Claim, now time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.makeRoom(t, 3) // the done mark (its claim may have been dropped), sha1, root
-	m.ids[c.keys[0]] = idEntry{exp: now.Add(IDTTL).UnixNano()}
+	m.ids.put(c.keys[0], now.Add(IDTTL).UnixNano(), 0)
 	if j.hasSHA1() {
-		m.raise(m.sha1s, c.keys[1], c.at.UnixNano(), now.Add(SHA1TTL).UnixNano(), t)
+		raise(&m.sha1s, c.keys[1], c.at.UnixNano(), now.Add(SHA1TTL).UnixNano(), t)
 	}
 	if j.hasRoot() {
-		m.raise(m.roots, c.keys[2], j.RootDT.UnixNano(), now.Add(RootTTL).UnixNano(), t)
+		raise(&m.roots, c.keys[2], j.RootDT.UnixNano(), now.Add(RootTTL).UnixNano(), t)
 	}
 	return nil
 }
 
-// raise stores v under k unless a live mark holds a later time.
-func (m *Memory) raise(tab map[key]mark, k key, v, exp, t int64) {
-	if old, ok := m.live(tab, k, t); ok && old > v {
+// raise stores v under k unless a live mark holds a later time: one
+// lookup, then the entry updated in place or inserted where the lookup
+// ended.
+func raise(tab *table, k key, v, exp, t int64) {
+	i, ok := tab.find(k)
+	if !ok {
+		tab.insertAt(i, k, exp, v)
 		return
 	}
-	tab[k] = mark{exp: exp, t: v}
+	if s := &tab.slots[i]; s.exp <= t || s.v <= v {
+		s.exp, s.v = exp, v
+	}
 }
 
 // Release implements Store. It never fails.
@@ -178,8 +178,8 @@ func (m *Memory) Release(_ context.Context, c *Claim) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.ids[c.keys[0]]; ok && e.seq == c.seq {
-		delete(m.ids, c.keys[0])
+	if e, i, ok := m.ids.get(c.keys[0]); ok && uint64(e.v) == c.seq {
+		m.ids.deleteAt(i)
 	}
 	return nil
 }
@@ -194,15 +194,15 @@ func (m *Memory) makeRoom(t int64, n int) {
 	for m.len()+n > m.max {
 		k := max(n, min(evictBatch, m.max/16))
 		// From the largest table: a drained one would stay as large as it
-		// was (maps do not shrink), and finding its few entries would
+		// was (tables do not shrink), and finding its few entries would
 		// mean walking all its empty slots.
-		switch ids, sha1s, roots := len(m.ids), len(m.sha1s), len(m.roots); {
+		switch ids, sha1s, roots := m.ids.len(), m.sha1s.len(), m.roots.len(); {
 		case sha1s >= ids && sha1s >= roots && sha1s > 0:
-			dropBatch(m.sha1s, k, func(e mark) bool { return e.exp <= t }, nil)
+			m.sha1s.dropBatch(k, t, nil)
 		case roots >= ids && roots > 0:
-			dropBatch(m.roots, k, func(e mark) bool { return e.exp <= t }, nil)
+			m.roots.dropBatch(k, t, nil)
 		case ids > 0:
-			dropBatch(m.ids, k, func(e idEntry) bool { return e.exp <= t }, func(e idEntry) bool { return e.seq != 0 })
+			m.ids.dropBatch(k, t, func(e slot) bool { return e.v != 0 })
 		default:
 			return
 		}
@@ -211,40 +211,3 @@ func (m *Memory) makeRoom(t int64, n int) {
 
 // evictBatch is how many entries makeRoom drops at a time.
 const evictBatch = 128
-
-// dropBatch deletes k (at most evictBatch) entries of tab: the expired
-// ones among the first 2k of its iteration (which starts at a random
-// place), then the others seen, those that last reports (claims, of which
-// there are at most the jobs in flight) after all the rest.
-func dropBatch[V any](tab map[key]V, k int, expired, last func(V) bool) {
-	var first, later [evictBatch]key
-	nf, nl, dropped, seen := 0, 0, 0, 0
-	k = min(k, evictBatch)
-	for key, e := range tab {
-		switch {
-		case expired(e):
-			delete(tab, key)
-			dropped++
-		case last != nil && last(e):
-			if nl < k {
-				later[nl] = key
-				nl++
-			}
-		case nf < k:
-			first[nf] = key
-			nf++
-		}
-		if seen++; dropped >= k || (seen >= 2*k && nf+dropped >= k) {
-			break
-		}
-	}
-	for _, keys := range [2][]key{first[:nf], later[:nl]} {
-		for _, key := range keys {
-			if dropped >= k {
-				return
-			}
-			delete(tab, key)
-			dropped++
-		}
-	}
-}
