@@ -47,6 +47,7 @@ func runJob(b *testing.B, s dedupe.Store, j *dedupe.Job, i int, now time.Time, o
 func BenchmarkClaimConfirm(b *testing.B) {
 	b.Run("memory", func(b *testing.B) { benchClaimConfirm(b, dedupe.NewMemory()) })
 	b.Run("memory-full", benchFullMemory)
+	b.Run("memory-fill", benchFillMemory)
 	b.Run("redis", func(b *testing.B) {
 		srv := testkit.StartRedis(b)
 		benchClaimConfirm(b, dedupe.NewRedis(srv.Client(), newPrefix(), dedupe.RedisOptions{Timeout: 5 * time.Second}))
@@ -101,5 +102,28 @@ func benchFullMemory(b *testing.B) {
 	for b.Loop() {
 		worst = max(worst, next())
 	}
+	b.ReportMetric(float64(worst.Microseconds()), "worst-µs")
+}
+
+// benchFillMemory fills a new default store to its bound, one job (three
+// entries) at a time, and reports the slowest single job: while the store
+// grows, that is the longest its lock is held for every worker.
+func benchFillMemory(b *testing.B) {
+	var worst time.Duration
+	jobs := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		s := dedupe.NewMemory()
+		j := withRoot(withSHA1(job("", 0), ""), "", 0)
+		now := t0
+		for i := range dedupe.DefaultMaxEntries / 3 {
+			now = now.Add(time.Millisecond)
+			start := time.Now()
+			runJob(b, s, &j, i, now, true)
+			worst = max(worst, time.Since(start))
+		}
+		jobs += dedupe.DefaultMaxEntries / 3
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(jobs), "ns/job")
 	b.ReportMetric(float64(worst.Microseconds()), "worst-µs")
 }

@@ -25,8 +25,8 @@ type MemoryOptions struct {
 // for concurrent use; entries expire lazily against the now of each call.
 //
 // Entries are keyed by a 128-bit hash of their strings, not the strings:
-// an entry is a 32-byte slot of a table at most half full (64 to 128
-// bytes; a full default store holds 50 MB) whatever the ids' length, and
+// an entry is a 32-byte slot of a table whose segments are at most half
+// full (64 to 128 bytes; a full default store holds about 50 MB) whatever the ids' length, and
 // holds no reference into the event it came from (whose decoded strings share one
 // copy of the whole event). Two different ids collide with a probability
 // of about n²/2¹²⁹ for n entries, 10⁻²⁷ at the default bound.
@@ -161,12 +161,12 @@ func (m *Memory) Confirm(_ context.Context, c *Claim, now time.Time) error {
 // lookup, then the entry updated in place or inserted where the lookup
 // ended.
 func raise(tab *table, k key, v, exp, t int64) {
-	i, ok := tab.find(k)
+	r, ok := tab.find(k)
 	if !ok {
-		tab.insertAt(i, k, exp, v)
+		tab.insertAt(r, k, exp, v)
 		return
 	}
-	if s := &tab.slots[i]; s.exp <= t || s.v <= v {
+	if s := tab.at(r); s.exp <= t || s.v <= v {
 		s.exp, s.v = exp, v
 	}
 }

@@ -48,19 +48,28 @@ func TestTableAgainstMap(t *testing.T) {
 			t.Fatalf("get(%v) = %v, %v at the end; want %v", k, got, ok, w)
 		}
 	}
+	seg := &tab.segs[0] // every key's second word is under 2^56
 	n := 0
-	for _, s := range tab.slots {
-		if s.k != (key{}) {
-			n++
-		}
+	tab.each(func(slot) { n++ })
+	if n != len(want) || seg.n != n || len(seg.slots) < 2*n {
+		t.Fatalf("%d slots in use, %d counted, of %d; want %d at most half full", n, seg.n, len(seg.slots), len(want))
 	}
-	if n != len(want) || len(tab.slots) < len(want)*4/3 {
-		t.Fatalf("%d slots in use of %d, want %d at most 3/4 full", n, len(tab.slots), len(want))
+}
+
+// each calls f with every entry of t.
+func (t *table) each(f func(slot)) {
+	for i := range t.segs {
+		for _, s := range t.segs[i].slots {
+			if s.k != (key{}) {
+				f(s)
+			}
+		}
 	}
 }
 
 // TestTableDropBatch: a batch drops the expired entries it sees before
-// live ones, and the entries last reports after all others.
+// live ones, and the entries last reports after all others, looking in
+// other segments before it drops those.
 func TestTableDropBatch(t *testing.T) {
 	var tab table
 	for i := range 15 {
@@ -71,14 +80,19 @@ func TestTableDropBatch(t *testing.T) {
 		case 1:
 			v = 1 // a claim
 		}
-		tab.put(key{rand.Uint64(), uint64(i) + 1}, exp, v)
+		// Claims in segment 0, the others anywhere.
+		second := uint64(i) + 1
+		if v == 0 {
+			second |= uint64(rand.IntN(tableSegments)) << 56
+		}
+		tab.put(key{rand.Uint64(), second}, exp, v)
 	}
 	count := func(f func(slot) bool) (n int) {
-		for _, s := range tab.slots {
-			if s.k != (key{}) && f(s) {
+		tab.each(func(s slot) {
+			if f(s) {
 				n++
 			}
-		}
+		})
 		return n
 	}
 	expired := func(s slot) bool { return s.exp <= 50 }
