@@ -26,9 +26,9 @@ type MemoryOptions struct {
 //
 // Entries are keyed by a 128-bit hash of their strings, not the strings:
 // an entry is a 32-byte slot of a table whose segments are at most half
-// full (64 to 128 bytes; a full default store holds about 50 MB) whatever the ids' length, and
-// holds no reference into the event it came from (whose decoded strings share one
-// copy of the whole event). Two different ids collide with a probability
+// full (64 to 128 bytes; a full default store holds about 50 MB) whatever
+// the ids' length, and holds no reference into the event it came from
+// (whose decoded strings share one copy of the whole event). Two different ids collide with a probability
 // of about n²/2¹²⁹ for n entries, 10⁻²⁷ at the default bound.
 type Memory struct {
 	claimTTL time.Duration
@@ -166,7 +166,7 @@ func raise(tab *table, k key, v, exp, t int64) {
 		tab.insertAt(r, k, exp, v)
 		return
 	}
-	if s := tab.at(r); s.exp <= t || s.v <= v {
+	if s := r.slot(); s.exp <= t || s.v <= v {
 		s.exp, s.v = exp, v
 	}
 }
