@@ -39,6 +39,7 @@ type latencyRun struct {
 	p50, p90, p99, max time.Duration
 	cpuPer1000         float64
 	machineBusy        float64 // share of both cores busy (every process) over the run
+	steal              float64 // share of both cores taken by the hypervisor over the run
 	othersPer1000      float64 // CPU-s per 1,000 jobs of every other process
 }
 
@@ -288,18 +289,18 @@ func (h *harness) latencyAt(rate int) error {
 		// not while the generator makes its events before the run.
 		var mu sync.Mutex
 		var from struct {
-			set         bool
-			jobs        int64
-			cpu         time.Duration
-			busy, ticks float64
+			set   bool
+			jobs  int64
+			cpu   time.Duration
+			ticks cpuTicks
 		}
 		mark := func() {
 			h.simReset()
 			jobs, cpu := h.sim().Total, cpuTime(p.pid())
-			busy, ticks := machineCPU()
+			ticks := machineCPU()
 			mu.Lock()
 			defer mu.Unlock()
-			from.set, from.jobs, from.cpu, from.busy, from.ticks = true, jobs, cpu, busy, ticks
+			from.set, from.jobs, from.cpu, from.ticks = true, jobs, cpu, ticks
 		}
 		warm := h.afterRunStarts("latency-"+who, latencyWarmup, mark)
 		sum, err := h.loadgen("latency-"+who, h.latencyFor+latencyWarmup+time.Minute, "-rate", strconv.Itoa(rate),
@@ -314,7 +315,7 @@ func (h *harness) latencyAt(rate int) error {
 		waitFor(15*time.Second, func() bool { return h.sim().Total-base >= want })
 		s := h.sim()
 		cpu := cpuTime(p.pid())
-		busy, ticks := machineCPU()
+		ticks := machineCPU()
 		p.stop()
 		mu.Lock()
 		if !from.set {
@@ -323,15 +324,16 @@ func (h *harness) latencyAt(rate int) error {
 		}
 		jobs := max(s.Total-from.jobs, 1)
 		cpu -= from.cpu
-		busy, ticks = busy-from.busy, ticks-from.ticks
+		ticks = ticks.sub(from.ticks)
 		mu.Unlock()
-		answered, busyShare := s.Total-base, busy/max(ticks, 1)
+		answered, busyShare := s.Total-base, ticks.busy/max(ticks.total, 1)
 		h.res.latency = append(h.res.latency, latencyRun{who: who, rate: rate, produced: want, answered: answered,
 			p50: s.AddedLatency.P50, p90: s.AddedLatency.P90, p99: s.AddedLatency.P99, max: s.AddedLatency.Max,
 			cpuPer1000: cpu.Seconds() / float64(jobs) * 1000, machineBusy: busyShare,
-			othersPer1000: (busy/clockTick - cpu.Seconds()) / float64(jobs) * 1000})
-		h.logf("latency %s at %d/s: p50 %v p99 %v (%d of %d answered; machine %.0f%% busy)", who, rate, s.AddedLatency.P50,
-			s.AddedLatency.P99, answered, want, busyShare*100)
+			steal:         ticks.steal / max(ticks.total, 1),
+			othersPer1000: (ticks.busy/clockTick - cpu.Seconds()) / float64(jobs) * 1000})
+		h.logf("latency %s at %d/s: p50 %v p99 %v (%d of %d answered; machine %.0f%% busy, %.1f%% stolen)", who, rate,
+			s.AddedLatency.P50, s.AddedLatency.P99, answered, want, busyShare*100, ticks.steal/max(ticks.total, 1)*100)
 	}
 	return nil
 }

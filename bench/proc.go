@@ -177,30 +177,52 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration((ut + st) / clockTick * float64(time.Second))
 }
 
-// machineCPU returns the busy and total time of every CPU of the machine
-// since boot, in clock ticks, from the first line of /proc/stat (busy is
-// all but idle and iowait).
-func machineCPU() (busy, total float64) {
+// cpuTicks are the clock ticks of every CPU of the machine since boot.
+type cpuTicks struct {
+	busy  float64 // user, nice, system, irq, softirq: work done on this machine
+	steal float64 // the hypervisor ran something else while a CPU wanted to run
+	total float64 // every state, idle and iowait included
+}
+
+// machineCPU returns the machine's CPU ticks from /proc/stat.
+func machineCPU() cpuTicks {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return cpuTicks{}
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
+	return parseCPULine(line)
+}
+
+// parseCPULine reads the first line of /proc/stat: "cpu" and the ticks in
+// user, nice, system, idle, iowait, irq, softirq, steal, then guest and
+// guest_nice, which user and nice already count.
+func parseCPULine(line string) cpuTicks {
 	f := strings.Fields(line)
 	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0
+		return cpuTicks{}
 	}
+	var t cpuTicks
 	for i, v := range f[1:] {
-		if i >= 8 { // guest time is counted in user already
+		if i >= 8 {
 			break
 		}
 		x, _ := strconv.ParseFloat(v, 64)
-		total += x
-		if i != 3 && i != 4 { // idle, iowait
-			busy += x
+		t.total += x
+		switch i {
+		case 3, 4: // idle, iowait
+		case 7:
+			t.steal += x
+		default:
+			t.busy += x
 		}
 	}
-	return busy, total
+	return t
+}
+
+// sub is t less an earlier reading u.
+func (t cpuTicks) sub(u cpuTicks) cpuTicks {
+	return cpuTicks{busy: t.busy - u.busy, steal: t.steal - u.steal, total: t.total - u.total}
 }
 
 // rssKB is VmRSS of pid in kB.

@@ -163,15 +163,16 @@ func (h *harness) report() string {
 	p("process runs on this machine. Each run is %v long after a first %v whose samples and CPU are not\n", h.latencyFor, latencyWarmup)
 	p("counted (the generator's producer learning the partition leaders; every job is still answered).\n")
 	p("The cluster, the job runner and the generator run with `GOGC=%s`. *Machine busy* is the share of\n", instrumentGOGC)
-	p("both cores in use over the run (`/proc/stat`), by every process; *others* is the CPU of every other\n")
+	p("both cores in use over the run (`/proc/stat`), by every process; *steal* the share the hypervisor\n")
+	p("gave to others while a CPU of this machine wanted to run; *others* is the CPU of every other\n")
 	p("process per 1,000 jobs: the price of generating, storing and answering the jobs on the same cores.\n\n")
-	p("| process | rate (jobs/s) | jobs answered / produced | p50 | p90 | p99 | max | CPU-s per 1,000 jobs | machine busy | others, CPU-s per 1,000 |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| process | rate (jobs/s) | jobs answered / produced | p50 | p90 | p99 | max | CPU-s per 1,000 jobs | machine busy | steal | others, CPU-s per 1,000 |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range r.latency {
-		p("| %s | %d | %d / %d | %s | %s | %s | %s | %.3f | %.0f%% | %.3f |\n", l.who, l.rate, l.answered, l.produced,
-			ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max), l.cpuPer1000, l.machineBusy*100, l.othersPer1000)
+		p("| %s | %d | %d / %d | %s | %s | %s | %s | %.3f | %.0f%% | %.1f%% | %.3f |\n", l.who, l.rate, l.answered, l.produced,
+			ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max), l.cpuPer1000, l.machineBusy*100, l.steal*100, l.othersPer1000)
 	}
 	if len(r.latency) == 0 {
-		p("| not measured | | | | | | | | | |\n")
+		p("| not measured | | | | | | | | | | |\n")
 	}
 	p("\nTarget: p99 added latency ≤ 5 ms at half capacity.\n")
 
