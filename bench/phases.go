@@ -326,14 +326,14 @@ func (h *harness) latencyAt(rate int) error {
 		cpu -= from.cpu
 		ticks = ticks.sub(from.ticks)
 		mu.Unlock()
-		answered, busyShare := s.Total-base, ticks.busy/max(ticks.total, 1)
+		answered, busyShare, stealShare := s.Total-base, ticks.busy/max(ticks.total, 1), ticks.steal/max(ticks.total, 1)
 		h.res.latency = append(h.res.latency, latencyRun{who: who, rate: rate, produced: want, answered: answered,
 			p50: s.AddedLatency.P50, p90: s.AddedLatency.P90, p99: s.AddedLatency.P99, max: s.AddedLatency.Max,
 			cpuPer1000: cpu.Seconds() / float64(jobs) * 1000, machineBusy: busyShare,
-			steal:         ticks.steal / max(ticks.total, 1),
+			steal:         stealShare,
 			othersPer1000: (ticks.busy/clockTick - cpu.Seconds()) / float64(jobs) * 1000})
 		h.logf("latency %s at %d/s: p50 %v p99 %v (%d of %d answered; machine %.0f%% busy, %.1f%% stolen)", who, rate,
-			s.AddedLatency.P50, s.AddedLatency.P99, answered, want, busyShare*100, ticks.steal/max(ticks.total, 1)*100)
+			s.AddedLatency.P50, s.AddedLatency.P99, answered, want, busyShare*100, stealShare*100)
 	}
 	return nil
 }

@@ -10,8 +10,10 @@ package dedupe
 // The table is split into tableSegments segments by the top bits of the
 // key's second word, each a linear-probing table of its own that doubles
 // when more than half full: a growth copies one segment, a 1/256 of the
-// entries (one table of 131,072 entries doubling whole held the store's
-// lock for 14 ms, stalling every worker). Within a segment the first
+// entries. A table that doubled whole held the store's lock long enough
+// to stall every worker: the slowest job of BenchmarkClaimConfirm/
+// memory-fill took 40.5-43.5 ms, 0.85-1.17 ms with segments, 0.74-1.31
+// ms with Go maps. Within a segment the first
 // word gives the home slot. The zero key marks an empty slot (Memory.key
 // never returns it). Deletion shifts the entries after it back, so there
 // are no tombstones and a lookup ends at the first empty slot. Segments
