@@ -35,6 +35,7 @@ type harness struct {
 	latencyFor      time.Duration
 	latencyRates    []int  // -latency-rate: fixed rates instead of half the measured capacity
 	runnerLatency   string // -runner-latency: the job runner's latency distribution
+	loadgenClient   string // -loadgen-client: the generator's Kafka client in the latency runs
 	perf            bool
 	measuredEnv     []string // -env: added to the environment of changeprop run and the bare loop
 
@@ -66,6 +67,7 @@ func main() {
 		h.latencyRates = append(h.latencyRates, n)
 		return nil
 	})
+	flag.StringVar(&h.loadgenClient, "loadgen-client", "franz-go", "Kafka client of the load generator in the latency runs (loadgen -client)")
 	flag.StringVar(&h.runnerLatency, "runner-latency", "0", "the job runner's latency (jobrunner-sim -latency), e.g. fixed:20ms; not 0 only for comparing")
 	flag.Func("env", "KEY=VALUE added to the environment of the measured processes (changeprop run, bare), repeatable; for comparing, e.g. GOMAXPROCS=1", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {

@@ -305,7 +305,7 @@ func (h *harness) latencyAt(rate int) error {
 		warm := h.afterRunStarts("latency-"+who, latencyWarmup, mark)
 		sum, err := h.loadgen("latency-"+who, h.latencyFor+latencyWarmup+time.Minute, "-rate", strconv.Itoa(rate),
 			"-duration", (h.latencyFor + latencyWarmup).String(), "-topics", jobType, "-delay-rate", "0", "-unique",
-			"-X", "linger.ms="+latencyLinger, "-pregenerate")
+			"-X", "linger.ms="+latencyLinger, "-pregenerate", "-client", h.loadgenClient)
 		warm()
 		if err != nil {
 			p.stop()

@@ -95,6 +95,8 @@ func (h *harness) report() string {
 	p("bin/changeprop jobrunner-sim -listen 127.0.0.1:0 -latency 0 -parse lean\n")
 	p("bin/changeprop loadgen -brokers ADDR -rate 0 -n %d -topics refreshLinks -delay-rate 0 -unique   # one-rule backlog\n", h.events)
 	p("bin/changeprop loadgen -brokers ADDR -rate 0 -n %d -delay-rate 0 -unique                        # 30-rule backlog, all job types\n", h.events)
+	p("bin/changeprop loadgen -brokers ADDR -rate R -duration D -topics htmlCacheUpdate -delay-rate 0 -unique -pregenerate -client %s -X linger.ms=%s   # latency\n",
+		h.loadgenClient, latencyLinger)
 	p("bin/changeprop run -create-topics -config <jobqueue.yaml with brokers, job runner, listen substituted> -log-level warn\n")
 	p("bin/bare -brokers ADDR -topics mediawiki.job.refreshLinks -group bare-N -url SIM/rpc/RunSingleJob.php -concurrency 100\n```\n\n")
 	if len(h.measuredEnv) > 0 {
@@ -158,7 +160,7 @@ func (h *harness) report() string {
 	p("Latency is receipt at the job runner minus `meta.dt`, taken before the runner's own latency (0 here),\n")
 	p("so nothing is subtracted. loadgen makes every event of a run before it starts (`-pregenerate`) and\n")
 	p("stamps `meta.dt` with microseconds, and signs the event again, as it hands each to its producer\n")
-	p("(`-X linger.ms=%s`); it issues the rate every millisecond. The latency includes that producer, kfake\n", latencyLinger)
+	p("(`-client %s -X linger.ms=%s`); it issues the rate every millisecond. The latency includes that producer, kfake\n", h.loadgenClient, latencyLinger)
 	p("and the consumer's fetch, which is why the bare loop is measured the same way. Same clock: every\n")
 	p("process runs on this machine. Each run is %v long after a first %v whose samples and CPU are not\n", h.latencyFor, latencyWarmup)
 	p("counted (the generator's producer learning the partition leaders; every job is still answered).\n")

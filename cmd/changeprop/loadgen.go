@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"changeprop/dispatch/kafka"
 	"changeprop/internal/testkit"
 )
@@ -32,8 +34,9 @@ type loadgenOptions struct {
 	workers    int
 	props      map[string]string // librdkafka producer properties (-X)
 	report     time.Duration
-	maxPending int  // unacknowledged messages before generation waits
-	pregen     bool // make every event before the run; stamp meta.dt as each is sent
+	maxPending int    // unacknowledged messages before generation waits
+	pregen     bool   // make every event before the run; stamp meta.dt as each is sent
+	client     string // clientLibrdkafka or clientFranz
 }
 
 // kvFlags collects repeated -X key=value flags.
@@ -73,7 +76,10 @@ func parseLoadgenFlags(args []string, stderr io.Writer) (loadgenOptions, error) 
 	fs.BoolVar(&o.preciseDT, "precise-dt", true, "meta.dt with microseconds, for latency measurements")
 	fs.BoolVar(&o.unique, "unique", false, "sha1 and root_event unique to each event: none is a duplicate, dedupe still runs")
 	fs.IntVar(&o.workers, "workers", runtime.GOMAXPROCS(0), "generator goroutines")
-	fs.Var(kvFlags(o.props), "X", "librdkafka producer property key=value (repeatable), e.g. -X linger.ms=0")
+	fs.Var(kvFlags(o.props), "X", "librdkafka producer property key=value (repeatable), e.g. -X linger.ms=0; "+
+		"-client franz-go takes linger.ms, compression.type and acks")
+	fs.StringVar(&o.client, "client", clientLibrdkafka, "Kafka client of the generator: "+clientLibrdkafka+
+		" (the producer changeprop uses) or "+clientFranz+" (pure Go, less CPU per event)")
 	fs.DurationVar(&o.report, "report", time.Second, "interval between progress lines (0: none)")
 	fs.IntVar(&o.maxPending, "max-pending", 200_000, "unacknowledged messages before generation waits")
 	fs.BoolVar(&o.pregen, "pregenerate", false, "make every event of the run (-n, or -rate × -duration) in memory before sending the first, "+
@@ -126,6 +132,13 @@ func (o loadgenOptions) validate() error {
 	if o.pregen && o.n == 0 && (o.rate == 0 || o.duration == 0) {
 		errs = append(errs, errors.New("-pregenerate needs -n, or -rate and -duration"))
 	}
+	if o.client == clientFranz {
+		if _, err := franzOpts(o.props); err != nil {
+			errs = append(errs, err)
+		}
+	} else if o.client != clientLibrdkafka {
+		errs = append(errs, fmt.Errorf("-client %q: want %s or %s", o.client, clientLibrdkafka, clientFranz))
+	}
 	if o.maxPending < 1 {
 		errs = append(errs, fmt.Errorf("-max-pending %d: need at least 1", o.maxPending))
 	}
@@ -137,8 +150,8 @@ func (o loadgenOptions) validate() error {
 	return errors.Join(errs...)
 }
 
-// cmdLoadgen produces realistic job events into any Kafka through the
-// librdkafka producer changeprop itself uses.
+// cmdLoadgen produces realistic job events into any Kafka, by default
+// through the librdkafka producer changeprop itself uses.
 //
 //	changeprop loadgen -brokers 127.0.0.1:9092 -rate 2000 -duration 1m
 //	changeprop loadgen -brokers 127.0.0.1:9092 -rate 0 -n 1000000 -max-size 0
@@ -154,12 +167,7 @@ func cmdLoadgen(args []string, stdout, stderr io.Writer) int {
 	log, _ := newLogger(stderr, "warn")
 	ctx, stop := signalContext(log)
 	defer stop()
-	props := map[string]string{"queue.buffering.max.messages": "1000000", "queue.buffering.max.kbytes": "1048576"}
-	prod, err := kafka.NewProducer(kafka.ProducerConfig{
-		Brokers:    o.brokers,
-		Properties: []map[string]string{props, o.props},
-		Log:        log.With().Str("client", "loadgen").Logger(),
-	})
+	prod, err := newLoadgenProducer(o, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "loadgen:", err)
 		return 1
@@ -219,6 +227,25 @@ func cmdLoadgen(args []string, stdout, stderr io.Writer) int {
 // producer is the part of kafka.Producer that loadgen uses.
 type producer interface {
 	ProduceAsync(topic string, partition int32, key, value []byte, done func(error)) error
+}
+
+// closingProducer is a producer that waits for its acknowledgements on Close.
+type closingProducer interface {
+	producer
+	Close(timeout time.Duration)
+}
+
+// newLoadgenProducer connects the producer of -client.
+func newLoadgenProducer(o loadgenOptions, log zerolog.Logger) (closingProducer, error) {
+	if o.client == clientFranz {
+		return newFranzProducer(o.brokers, o.props)
+	}
+	props := map[string]string{"queue.buffering.max.messages": "1000000", "queue.buffering.max.kbytes": "1048576"}
+	return kafka.NewProducer(kafka.ProducerConfig{
+		Brokers:    o.brokers,
+		Properties: []map[string]string{props, o.props},
+		Log:        log.With().Str("client", "loadgen").Logger(),
+	})
 }
 
 // loadgen generates and produces events; its counters are read while it runs.

@@ -32,6 +32,12 @@ func TestLoadgenFlags(t *testing.T) {
 		{name: "negative size", args: []string{"-brokers", "b", "-min-size", "-1"}, wantErr: []string{"must not be negative"}},
 		{name: "bad -X", args: []string{"-brokers", "b", "-X", "novalue"}, wantErr: []string{"key=value"}},
 		{name: "stray argument", args: []string{"-brokers", "b", "extra"}, wantErr: []string{"unexpected arguments"}},
+		{name: "franz-go", args: []string{"-brokers", "b", "-client", "franz-go", "-X", "linger.ms=0.5",
+			"-X", "compression.type=lz4", "-X", "acks=1"}},
+		{name: "franz-go bad properties", args: []string{"-brokers", "b", "-client", "franz-go", "-X", "linger.ms=-1",
+			"-X", "compression.type=brotli", "-X", "acks=2", "-X", "queue.buffering.max.ms=1"},
+			wantErr: []string{"linger.ms=-1", "compression.type=brotli", "acks=2", "queue.buffering.max.ms: not a property of -client franz-go"}},
+		{name: "unknown client", args: []string{"-brokers", "b", "-client", "kgo"}, wantErr: []string{`-client "kgo"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,16 +68,23 @@ func TestLoadgenFlags(t *testing.T) {
 }
 
 // TestLoadgenToCluster produces N events into a testkit cluster with the
-// real command and reads them back.
+// real command, through each client, and reads them back.
 func TestLoadgenToCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster")
 	}
+	for _, client := range []string{clientLibrdkafka, clientFranz} {
+		t.Run(client, func(t *testing.T) { testLoadgenToCluster(t, client) })
+	}
+}
+
+func testLoadgenToCluster(t *testing.T, client string) {
 	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Brokers: 1,
 		Topics: map[string]int{"mediawiki.job.refreshLinks": 2, "mediawiki.job.cdnPurge": 2}})
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"loadgen", "-brokers", cluster.Addr(), "-rate", "0", "-n", "60", "-topics", "refreshLinks,cdnPurge",
-		"-min-size", "512", "-max-size", "4096", "-delay-rate", "0.5", "-seed", "9", "-report", "0"}, nil, &stdout, &stderr)
+		"-min-size", "512", "-max-size", "4096", "-delay-rate", "0.5", "-seed", "9", "-report", "0",
+		"-client", client, "-X", "linger.ms=1"}, nil, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("loadgen exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
