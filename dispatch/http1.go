@@ -126,14 +126,16 @@ func (c *conn) roundTrip(ctx context.Context, req *rules.Request, t *target, hos
 		return nil, false, err
 	}
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
 		defer func() {
-			if !stop() && err == nil {
+			if c.unwatch() && err == nil {
 				// Cancelled while the response came: the connection's
 				// deadline is spoiled.
 				reuse = false
 			}
 		}()
+		if err := c.watch(ctx); err != nil {
+			return nil, false, err
+		}
 	}
 	bp := requestBufs.Get().(*[]byte)
 	head, err := appendRequest((*bp)[:0], req, t, host)

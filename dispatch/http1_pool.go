@@ -361,9 +361,76 @@ type conn struct {
 	br        *bufio.Reader
 	head      []byte // scratch for the response head, reused
 	idleSince time.Time
+
+	// The cancellation of a request's context interrupts its exchange.
+	// The connection registers for the cancellation of the context it
+	// serves once, and keeps the registration while requests come with
+	// that context (a rule's workers share their runner's), rather than
+	// registering per request: context.AfterFunc allocates three times
+	// and takes the shared parent's lock to add and to remove itself
+	// (BenchmarkHTTPSender/cancellable).
+	mu        sync.Mutex
+	watchDone <-chan struct{} // Done of the context registered for; nil: none
+	stopWatch func() bool
+	active    bool // a request is being exchanged
+	spoiled   bool // its context ended during the exchange: the deadline was moved into the past
 }
 
-func (c *conn) close() { _ = c.nc.Close() }
+func (c *conn) close() {
+	c.mu.Lock()
+	if c.stopWatch != nil {
+		c.stopWatch()
+		c.watchDone, c.stopWatch = nil, nil
+	}
+	c.mu.Unlock()
+	_ = c.nc.Close()
+}
+
+// watch makes the end of ctx interrupt the exchange that begins, until
+// unwatch. It returns ctx's error when ctx has ended already.
+func (c *conn) watch(ctx context.Context) error {
+	done := ctx.Done()
+	c.mu.Lock()
+	if done != c.watchDone {
+		if c.stopWatch != nil {
+			c.stopWatch()
+		}
+		c.watchDone = done
+		c.stopWatch = context.AfterFunc(ctx, func() { c.ended(done) })
+	}
+	c.active, c.spoiled = true, false
+	c.mu.Unlock()
+	select {
+	case <-done: // it may have ended before the exchange began, when ended found nothing to interrupt
+		return ctx.Err()
+	default:
+		return nil
+	}
+}
+
+// ended runs when the context whose Done is done ends: it interrupts the
+// exchange in progress, if any, and drops the spent registration.
+func (c *conn) ended(done <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if done != c.watchDone {
+		return // registered for another context since
+	}
+	c.watchDone, c.stopWatch = nil, nil
+	if c.active {
+		_ = c.nc.SetDeadline(aLongTimeAgo)
+		c.spoiled = true
+	}
+}
+
+// unwatch ends the exchange begun by watch and reports whether its
+// context's end interrupted it (the connection's deadline is spoiled).
+func (c *conn) unwatch() (spoiled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active = false
+	return c.spoiled
+}
 
 // alive reports whether an idle connection is still open: a peek that
 // does not block finds neither an end of stream nor unexpected bytes

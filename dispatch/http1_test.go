@@ -428,6 +428,85 @@ func TestHTTPSenderCancel(t *testing.T) {
 	}
 }
 
+// TestHTTPSenderCancelReusedConnection: a connection keeps its
+// registration for the end of the context it served while requests come
+// with that context. The end interrupts a later exchange with it on that
+// connection, and not one with another context; an end while the
+// connection is idle spoils nothing.
+func TestHTTPSenderCancelReusedConnection(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	srv := newRawServer(t, func(r *bufio.Reader, w net.Conn, head string) bool {
+		switch {
+		case strings.HasPrefix(head, "GET /hang "):
+			arrived <- struct{}{}
+			_, _ = r.ReadByte() // never answers; returns when the client closes
+			return false
+		case strings.HasPrefix(head, "GET /slow "):
+			arrived <- struct{}{}
+			time.Sleep(200 * time.Millisecond)
+		}
+		_, err := io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return err == nil
+	})
+	s := NewHTTPSender(HTTPOptions{})
+	send := func(ctx context.Context, path string) error {
+		_, err := s.Send(ctx, &rules.Request{Method: "GET", URI: srv.url() + path, Timeout: time.Hour})
+		return err
+	}
+
+	a, cancelA := context.WithCancel(context.Background())
+	for range 2 {
+		if err := send(a, "/ok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancelA()
+	time.Sleep(20 * time.Millisecond) // the registration's function runs, with no exchange to interrupt
+	b, cancelB := context.WithCancel(context.Background())
+	defer cancelB()
+	if err := send(b, "/ok"); err != nil {
+		t.Fatalf("on the connection whose idle context ended: %v", err)
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1: the end of a context while idle spoils nothing", n)
+	}
+
+	// The connection is registered for b; an exchange with c goes on when b ends.
+	c, cancelC := context.WithCancel(context.Background())
+	defer cancelC()
+	errc := make(chan error, 1)
+	go func() { errc <- send(c, "/slow") }()
+	<-arrived
+	cancelB()
+	if err := <-errc; err != nil {
+		t.Fatalf("the end of another context interrupted the exchange: %v", err)
+	}
+
+	// Registered for d by its first request, the connection's second
+	// exchange with d is interrupted by d's end, and not reused.
+	d, cancelD := context.WithCancel(context.Background())
+	if err := send(d, "/ok"); err != nil {
+		t.Fatal(err)
+	}
+	go func() { errc <- send(d, "/hang") }()
+	<-arrived
+	cancelD()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Send = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end of the connection's context did not interrupt its exchange")
+	}
+	if err := send(context.Background(), "/ok"); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2: the interrupted one is not reused", n)
+	}
+}
+
 func TestHTTPSenderMaxConnsPerHost(t *testing.T) {
 	var inflight, most atomic.Int64
 	release := make(chan struct{})
@@ -483,22 +562,34 @@ func TestHTTPSenderTLS(t *testing.T) {
 // HTTPSender, 50 callers at once, against a minimal server in the same
 // process; BenchmarkNetHTTPClient is the same exchange through a net/http
 // client tuned as the sender used to be, for comparison.
+//
+// Its cancellable case sends with one cancellable context shared by every
+// caller, as a rule's workers do (the runner's work context).
 func BenchmarkHTTPSender(b *testing.B) {
-	url := benchServer(b)
-	s := NewHTTPSender(HTTPOptions{})
-	body := []byte(strings.Repeat("j", 1024))
-	b.ReportAllocs()
-	b.SetParallelism(25) // 50 callers on 2 cores
-	b.RunParallel(func(pb *testing.PB) {
-		req := rules.Request{Method: "POST", URI: url, Body: body, Timeout: time.Minute,
-			Headers: []rules.Header{{Name: "host", Value: "en.wikipedia.org"}, {Name: "content-type", Value: "application/json"},
-				{Name: "user-agent", Value: "ChangePropagation-JobQueue/Go"}, {Name: "x-request-id", Value: "9f3c"}}}
-		for pb.Next() {
-			if resp, err := s.Send(context.Background(), &req); err != nil || resp.Status != 200 {
-				b.Fatal(resp, err)
-			}
-		}
-	})
+	cancellable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, bc := range []struct {
+		name string
+		ctx  context.Context
+	}{{"background", context.Background()}, {"cancellable", cancellable}} {
+		b.Run(bc.name, func(b *testing.B) {
+			url := benchServer(b)
+			s := NewHTTPSender(HTTPOptions{})
+			body := []byte(strings.Repeat("j", 1024))
+			b.ReportAllocs()
+			b.SetParallelism(25) // 50 callers on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				req := rules.Request{Method: "POST", URI: url, Body: body, Timeout: time.Minute,
+					Headers: []rules.Header{{Name: "host", Value: "en.wikipedia.org"}, {Name: "content-type", Value: "application/json"},
+						{Name: "user-agent", Value: "ChangePropagation-JobQueue/Go"}, {Name: "x-request-id", Value: "9f3c"}}}
+				for pb.Next() {
+					if resp, err := s.Send(bc.ctx, &req); err != nil || resp.Status != 200 {
+						b.Fatal(resp, err)
+					}
+				}
+			})
+		})
+	}
 }
 
 func BenchmarkNetHTTPClient(b *testing.B) {
