@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"changeprop/dispatch/kafka"
 	"changeprop/internal/testkit"
@@ -34,9 +35,10 @@ type loadgenOptions struct {
 	workers    int
 	props      map[string]string // librdkafka producer properties (-X)
 	report     time.Duration
-	maxPending int    // unacknowledged messages before generation waits
-	pregen     bool   // make every event before the run; stamp meta.dt as each is sent
-	client     string // clientLibrdkafka or clientFranz
+	maxPending int       // unacknowledged messages before generation waits
+	pregen     bool      // make every event before the run; stamp meta.dt as each is sent
+	client     string    // clientLibrdkafka or clientFranz
+	franz      []kgo.Opt // with clientFranz: the client's options, from props
 }
 
 // kvFlags collects repeated -X key=value flags.
@@ -98,7 +100,13 @@ func parseLoadgenFlags(args []string, stderr io.Writer) (loadgenOptions, error) 
 	if o.seed == 0 {
 		o.seed = time.Now().UnixNano()
 	}
-	return o, o.validate()
+	err := o.validate()
+	if o.client == clientFranz {
+		var ferr error
+		o.franz, ferr = franzOpts(o.props)
+		err = errors.Join(err, ferr)
+	}
+	return o, err
 }
 
 func (o loadgenOptions) validate() error {
@@ -132,11 +140,7 @@ func (o loadgenOptions) validate() error {
 	if o.pregen && o.n == 0 && (o.rate == 0 || o.duration == 0) {
 		errs = append(errs, errors.New("-pregenerate needs -n, or -rate and -duration"))
 	}
-	if o.client == clientFranz {
-		if _, err := franzOpts(o.props); err != nil {
-			errs = append(errs, err)
-		}
-	} else if o.client != clientLibrdkafka {
+	if o.client != clientFranz && o.client != clientLibrdkafka {
 		errs = append(errs, fmt.Errorf("-client %q: want %s or %s", o.client, clientLibrdkafka, clientFranz))
 	}
 	if o.maxPending < 1 {
@@ -238,7 +242,7 @@ type closingProducer interface {
 // newLoadgenProducer connects the producer of -client.
 func newLoadgenProducer(o loadgenOptions, log zerolog.Logger) (closingProducer, error) {
 	if o.client == clientFranz {
-		return newFranzProducer(o.brokers, o.props)
+		return newFranzProducer(o.brokers, o.franz)
 	}
 	props := map[string]string{"queue.buffering.max.messages": "1000000", "queue.buffering.max.kbytes": "1048576"}
 	return kafka.NewProducer(kafka.ProducerConfig{

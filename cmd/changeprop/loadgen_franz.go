@@ -83,12 +83,9 @@ func franzOpts(props map[string]string) ([]kgo.Opt, error) {
 	return opts, errors.Join(errs...)
 }
 
-func newFranzProducer(brokers string, props map[string]string) (*franzProducer, error) {
-	opts, err := franzOpts(props)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := kgo.NewClient(append(opts, kgo.SeedBrokers(strings.Split(brokers, ",")...))...)
+// newFranzProducer connects a client with opts, from franzOpts.
+func newFranzProducer(brokers string, opts []kgo.Opt) (*franzProducer, error) {
+	cl, err := kgo.NewClient(append(slices.Clip(opts), kgo.SeedBrokers(strings.Split(brokers, ",")...))...)
 	if err != nil {
 		return nil, err
 	}
