@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // SetMetaStream returns a copy of the JSON object raw with meta.stream set
@@ -17,13 +18,20 @@ import (
 // one, "stream" is inserted as meta's first key. raw must be a JSON object
 // with an object at "meta" (Rule.ParseEvent has checked that).
 func SetMetaStream(raw []byte, stream string) ([]byte, error) {
-	val, err := json.Marshal(stream)
-	if err != nil {
-		return nil, err // a string always encodes
-	}
-	meta, _, err := findKey(raw, 0, "meta")
-	if err != nil {
-		return nil, err
+	return AppendMetaStream(nil, raw, -1, stream)
+}
+
+// AppendMetaStream appends to dst what SetMetaStream returns. meta is the
+// offset in raw of the meta object when the caller knows it
+// (rules.Event.MetaOffset), or -1: SetMetaStream then finds it, scanning
+// every top-level member for the last "meta". The scan costs as much as
+// the rest together (7 us of a 2 KB event, BenchmarkSetMetaStream).
+func AppendMetaStream(dst, raw []byte, meta int, stream string) ([]byte, error) {
+	if meta < 0 {
+		var err error
+		if meta, _, err = findKey(raw, 0, "meta"); err != nil {
+			return nil, err
+		}
 	}
 	if meta < 0 || meta >= len(raw) || raw[meta] != '{' {
 		return nil, errors.New("set meta.stream: no meta object")
@@ -32,20 +40,34 @@ func SetMetaStream(raw []byte, stream string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(raw)+len(val)+10)
+	out := slices.Grow(dst, len(raw)+len(stream)+12)
 	if start >= 0 {
 		out = append(out, raw[:start]...)
-		out = append(out, val...)
+		out = appendJSONString(out, stream)
 		return append(out, raw[end:]...), nil
 	}
 	// No stream yet: insert it right after meta's '{'.
 	out = append(out, raw[:meta+1]...)
 	out = append(out, `"stream":`...)
-	out = append(out, val...)
+	out = appendJSONString(out, stream)
 	if i := skipSpace(raw, meta+1); i < len(raw) && raw[i] != '}' {
 		out = append(out, ',')
 	}
 	return append(out, raw[meta+1:]...), nil
+}
+
+// appendJSONString appends s as encoding/json writes it. Stream names,
+// which are topic names, need no escape and take the short way.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always encodes
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // findKey scans the object starting at b[at] ('{') for the last member

@@ -31,7 +31,8 @@ type TxnSource interface {
 	TopicPartitions(ctx context.Context, topic string, create int32) (int32, error)
 	// Begin opens a transaction.
 	Begin() error
-	// Produce adds a message to the open transaction.
+	// Produce adds a message to the open transaction. It copies key and
+	// value: the caller may reuse them once it returns.
 	Produce(topic string, partition int32, key, value []byte) error
 	// CommitTxn adds offsets (of the consumer's group: the next offsets to
 	// read) to the open transaction and commits it. Retriable errors are
@@ -114,7 +115,8 @@ type Repartitioner struct {
 	dests      map[string]int32 // checked destination topic -> partitions
 	batch      txnBatch
 	subscribed []string
-	err        error // fatal: Run stops
+	value      []byte // scratch for the rewritten event; Produce copies it
+	err        error  // fatal: Run stops
 
 	ready atomic.Bool
 }
@@ -405,8 +407,12 @@ func (r *Repartitioner) add(ctx context.Context, msg *Message) {
 	}
 }
 
+// maxKeptValue bounds the scratch buffer a Repartitioner keeps between
+// events: a rare large event is not held for good.
+const maxKeptValue = 64 << 10
+
 // route decides where msg goes: its partitioned topic, partition, key and
-// rewritten value; or the error topic (failed) when it is not an event or
+// rewritten value (in r.value, good until the next route); or the error topic (failed) when it is not an event or
 // its partition_stream does not expand to a topic name. err is a topic
 // check that failed: the rule cannot go on.
 func (r *Repartitioner) route(ctx context.Context, msg *Message) (topic string, part int32, key, value []byte, failed bool, err error) {
@@ -437,9 +443,16 @@ func (r *Repartitioner) route(ctx context.Context, msg *Message) (topic string, 
 		return "", 0, nil, nil, false, err
 	}
 	k := r.p.KeyValue(ev)
-	value, serr := SetMetaStream(msg.Value, stream)
+	meta, ok := ev.MetaOffset()
+	if !ok {
+		meta = -1
+	}
+	value, serr := AppendMetaStream(r.value[:0], msg.Value, meta, stream)
 	if serr != nil {
 		return fault(ev, serr.Error())
+	}
+	if cap(value) <= maxKeptValue {
+		r.value = value
 	}
 	if reason := overProducerLimit("event", len(value), r.cfg.MaxProduceBytes); reason != "" {
 		return fault(ev, reason)

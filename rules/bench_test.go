@@ -30,9 +30,12 @@ func BenchmarkParseEvent(b *testing.B) {
 // BenchmarkParseEventProjected decodes the same event as the production
 // refreshLinks rule reads it: only its paths and the service fields are
 // built; the rest is checked and passed over.
-func BenchmarkParseEventProjected(b *testing.B) {
+func BenchmarkParseEventProjected(b *testing.B) { benchParseFor(b, "refreshLinks") }
+
+// benchParseFor decodes the event for the production rule named rule.
+func benchParseFor(b *testing.B, rule string) {
 	raw := benchRaw(b)
-	r := loadJobQueue(b).Rule("refreshLinks")
+	r := loadJobQueue(b).Rule(rule)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
@@ -184,3 +187,8 @@ func BenchmarkTemplateText(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseEventPartitioner decodes the event as the production
+// refreshLinks partitioner reads it, which moves it to its partitioned
+// topic: meta.stream and the partition key.
+func BenchmarkParseEventPartitioner(b *testing.B) { benchParseFor(b, "refreshLinksPartitioner") }

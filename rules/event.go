@@ -33,6 +33,7 @@ type Event struct {
 	Message map[string]any
 
 	proj *projection // what Message holds; nil: everything
+	meta int         // offset in Raw of Message's meta object, plus one; 0: unknown
 }
 
 // ParseEvent decodes raw JSON in full. It returns an error wrapping
@@ -48,15 +49,23 @@ func ParseEvent(raw []byte) (*Event, error) { return parseEvent(raw, nil) }
 func (r *Rule) ParseEvent(raw []byte) (*Event, error) { return parseEvent(raw, r.proj) }
 
 func parseEvent(raw []byte, p *projection) (*Event, error) {
-	m, err := decodeEvent(raw, p)
+	m, meta, err := decodeEvent(raw, p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
 	}
 	if _, ok := m["meta"].(map[string]any); !ok {
 		return nil, ErrNoMeta
 	}
-	return &Event{Raw: raw, Message: m, proj: p}, nil
+	return &Event{Raw: raw, Message: m, proj: p, meta: meta + 1}, nil
 }
+
+// MetaOffset returns the offset in Raw of the meta object that Message
+// holds (Raw[off] is its '{'; of two "meta" members, the last one), and
+// whether it is known: it is for an event from ParseEvent or
+// Rule.ParseEvent, not for one built by hand. It lets a caller that
+// rewrites meta in the raw bytes (the repartitioner's meta.stream) go
+// there without scanning the event again.
+func (e *Event) MetaOffset() (off int, ok bool) { return e.meta - 1, e.meta > 0 }
 
 // eventFor returns ev as r may read it: ev itself when it was decoded in
 // full or for r, else a full decode of it (an event decoded for another

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -40,6 +41,37 @@ func TestParseEvent(t *testing.T) {
 		if !errors.Is(err, tt.want) || (err == nil) != (ev != nil) {
 			t.Errorf("ParseEvent(%q) = %v, %v; want %v", tt.raw, ev, err, tt.want)
 		}
+	}
+}
+
+// TestMetaOffset: the offset is that of the meta object the decode kept,
+// the last of two, after white space; full and projected decodes agree,
+// and an event built by hand has none.
+func TestMetaOffset(t *testing.T) {
+	r := ruleWith(t, "match: {type: x}")
+	for _, tc := range []struct {
+		raw  string
+		meta string
+	}{
+		{`{"meta":{"a":1}}`, `{"a":1}`},
+		{`{"type":"x", "meta" :  {"a":1} }`, `{"a":1} }`},
+		{`{"meta":{"a":1},"params":{"meta":{"b":2}},"meta":{"c":3}}`, `{"c":3}}`},
+		{`{"m\u0065ta":{"e":1}}`, `{"e":1}}`},
+		{`{"params":{"meta":{"b":2}},"meta":{}}`, `{}}`},
+	} {
+		for name, parse := range map[string]func([]byte) (*Event, error){"full": ParseEvent, "projected": r.ParseEvent} {
+			ev, err := parse([]byte(tc.raw))
+			if err != nil {
+				t.Fatalf("%s %s: %v", name, tc.raw, err)
+			}
+			off, ok := ev.MetaOffset()
+			if !ok || !strings.HasPrefix(tc.raw[off:], tc.meta) || strings.Count(tc.raw[off:], tc.meta) != 1 {
+				t.Errorf("%s %s: MetaOffset %d, %v: %q", name, tc.raw, off, ok, tc.raw[min(max(off, 0), len(tc.raw)):])
+			}
+		}
+	}
+	if _, ok := (&Event{Raw: []byte(`{"meta":{}}`), Message: map[string]any{"meta": map[string]any{}}}).MetaOffset(); ok {
+		t.Error("an event built by hand has an offset")
 	}
 }
 

@@ -73,7 +73,7 @@ func (e *Event) lookupAgain(keys []string, v any) any {
 	}
 	p := &projection{}
 	p.add(keys)
-	m, err := decodeEvent(e.Raw, p)
+	m, _, err := decodeEvent(e.Raw, p)
 	if err != nil {
 		return nil
 	}

@@ -20,39 +20,43 @@ import (
 func decodeObject(data []byte, p *projection) (map[string]any, error) {
 	// Strings and numbers without escapes are substrings of one copy of
 	// the input: one allocation instead of one per value.
-	return decodeFrom(data, string(data), p)
+	m, _, err := decodeFrom(data, string(data), p)
+	return m, err
 }
 
 // decodeEvent is decodeObject for an event's raw bytes, which the Event
 // keeps (Raw) and nobody changes: its strings and numbers are substrings
 // of raw itself, with no copy. For a 1.8 KB job event that is 1.8 KB less
 // to allocate and copy, and to hold for each job read ahead or in flight.
-func decodeEvent(raw []byte, p *projection) (map[string]any, error) {
+// meta is as decodeFrom's.
+func decodeEvent(raw []byte, p *projection) (m map[string]any, meta int, err error) {
 	return decodeFrom(raw, unsafe.String(unsafe.SliceData(raw), len(raw)), p)
 }
 
-// decodeFrom decodes data, whose text is src.
-func decodeFrom(data []byte, src string, p *projection) (map[string]any, error) {
-	d := jsonDecoder{data: data, src: src}
+// decodeFrom decodes data, whose text is src. meta is the offset in data
+// of the value of the top-level member "meta" that m holds (the last one,
+// as encoding/json keeps), -1 when there is none.
+func decodeFrom(data []byte, src string, p *projection) (m map[string]any, meta int, err error) {
+	d := jsonDecoder{data: data, src: src, meta: -1}
 	d.space()
 	if d.pos >= len(d.data) || d.data[d.pos] != '{' {
 		if !json.Valid(data) {
-			return nil, errBadJSON
+			return nil, -1, errBadJSON
 		}
-		return nil, errNotObject
+		return nil, -1, errNotObject
 	}
 	if p == nil {
 		p = everything
 	}
 	v, err := d.projected(p, 0)
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	d.space()
 	if d.pos != len(d.data) {
-		return nil, errBadJSON
+		return nil, -1, errBadJSON
 	}
-	return v.(map[string]any), nil
+	return v.(map[string]any), d.meta, nil
 }
 
 var (
@@ -67,6 +71,16 @@ type jsonDecoder struct {
 	data []byte
 	src  string // data's text: a copy, or data itself (decodeEvent)
 	pos  int
+	meta int // offset of the last top-level "meta" member's value, or -1
+}
+
+// noteMember notes where a member's value starts, at d.pos: the last "meta" of
+// the top-level object is the one the decode keeps.
+func (d *jsonDecoder) noteMember(depth int, name string) {
+	if depth == 0 && name == "meta" {
+		d.space()
+		d.meta = d.pos
+	}
 }
 
 func (d *jsonDecoder) space() {
@@ -107,6 +121,7 @@ func (d *jsonDecoder) value(depth int, build bool) (any, error) {
 			if err != nil {
 				return nil, err
 			}
+			d.noteMember(depth, k)
 			v, err := d.value(depth+1, build)
 			if err != nil {
 				return nil, err

@@ -103,6 +103,7 @@ func (d *jsonDecoder) object(p *projection, depth int) (any, error) {
 		if sub == nil {
 			_, err = d.value(depth+1, false)
 		} else {
+			d.noteMember(depth, sub.name)
 			m[sub.name], err = d.projected(sub, depth+1)
 		}
 		if err != nil {
@@ -149,7 +150,10 @@ func (d *jsonDecoder) member(p *projection) (*projection, error) {
 //     reads the whole message makes the rule read everything, except a
 //     body that is exactly {{message}}: it is sent as the raw bytes;
 //   - partition_key;
-//   - the service fields (fields.go).
+//   - the service fields (fields.go), except for a partitioner: it moves
+//     events to their partitioned topic and runs none, so it reads none of
+//     them but for a fault's error event, and Get decodes a field that
+//     the projection left out on the spot.
 //
 // Paths are fixed when a template is compiled (the language has no
 // computed indexes); a path through an array reads the array whole.
@@ -172,8 +176,10 @@ func project(r *Rule) *projection {
 	if r.Partition != nil {
 		b.segments(r.Partition.key)
 	}
-	for _, f := range serviceFields {
-		b.root.add(f.keys())
+	if r.Partition == nil {
+		for _, f := range serviceFields {
+			b.root.add(f.keys())
+		}
 	}
 	if b.full {
 		return nil

@@ -99,7 +99,7 @@ func TestProjection(t *testing.T) {
 	tests := []struct {
 		name string
 		rule string
-		want []string // beyond the service fields; "*": everything
+		want []string // beyond the service fields ("*": everything); a partitioner's, beyond meta
 	}{
 		{"nothing", ``, nil},
 		{"pattern paths", `match: {type: x, page: {namespace: 0, title: '/^A/'}, tags: [a], gone: undefined}`,
@@ -131,6 +131,8 @@ sample: {rate: 0.5, hash_template: '{{message.title}}'}`,
 			[]string{"cluster", "database", "o", "title", "wiki"}},
 		{"a case's sample", "cases:\n  - sample: {rate: 0.5, hash_template: '{{message.k}}'}", []string{"k"}},
 		{"partitioner", "partition_stream: 'p.{{message.s}}'\npartition_key: a.b", []string{"a.b", "s"}},
+		{"partitioner with a pattern", "match: {type: x}\npartition_stream: 'p.{{message.meta.stream}}'\npartition_key: database",
+			[]string{"database", "meta.stream", "type"}},
 		{"the event as the body: its raw bytes", "exec: {method: post, uri: 'http://x/', body: '{{globals.message}}'}", nil},
 		{"the event as the body, with spaces", "exec: {method: post, uri: 'http://x/', body: '{{ message }}'}", nil},
 		{"the event in a larger string", `exec: {uri: 'http://x/', body: 'event: {{globals.message}}'}`, []string{"*"}},
@@ -143,6 +145,9 @@ sample: {rate: 0.5, hash_template: '{{message.title}}'}`,
 		t.Run(tt.name, func(t *testing.T) {
 			r := ruleWith(t, tt.rule)
 			want := listing(projectionOf(append(slices.Clone(service), tt.want...)...))
+			if strings.HasPrefix(tt.name, "partitioner") { // no service fields
+				want = listing(projectionOf(append([]string{"meta{}"}, tt.want...)...))
+			}
 			if got := listing(r.proj); !slices.Equal(got, want) {
 				t.Errorf("reads %q, want %q", got, want)
 			}
@@ -224,6 +229,9 @@ func FuzzProjectedDecode(f *testing.F) {
 		}
 		if s := disagreement(want.Message, got.Message, p, "message"); s != "" {
 			t.Fatalf("%q with %q: %s", data, paths, s)
+		}
+		if want.meta != got.meta || want.meta == 0 || data[want.meta-1] != '{' {
+			t.Fatalf("%q with %q: meta at %d, want %d", data, paths, got.meta-1, want.meta-1)
 		}
 	})
 }
