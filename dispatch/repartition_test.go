@@ -429,15 +429,8 @@ func BenchmarkSetMetaStream(b *testing.B) {
 // benchMetaStream: with at, the meta offset comes from the decode and the
 // output goes into a reused buffer, as in Repartitioner.route.
 func benchMetaStream(b *testing.B, at bool) {
-	gen := testkit.NewJobGen(1)
-	gen.MinSize, gen.MaxSize = 500, 4000
-	events := make([][]byte, 64)
-	size := 0
-	for i := range events {
-		events[i] = gen.NextOfType("refreshLinks")
-		size += len(events[i])
-	}
-	b.SetBytes(int64(size / len(events)))
+	events, mean := testkit.BenchEvents("refreshLinks", 64)
+	b.SetBytes(int64(mean))
 	b.ReportAllocs()
 	offs := make([]int, len(events))
 	for i, raw := range events {

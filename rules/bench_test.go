@@ -3,6 +3,8 @@ package rules
 import (
 	"os"
 	"testing"
+
+	"changeprop/internal/testkit"
 )
 
 // benchRaw returns the 1.1 KB refreshLinks job event of testdata.
@@ -192,3 +194,20 @@ func BenchmarkTemplateText(b *testing.B) {
 // refreshLinks partitioner reads it, which moves it to its partitioned
 // topic: meta.stream and the partition key.
 func BenchmarkParseEventPartitioner(b *testing.B) { benchParseFor(b, "refreshLinksPartitioner") }
+
+// BenchmarkParseEventGenerated decodes generated 0.5-4 KB refreshLinks
+// events (the bench's, padded with a pages object) for the production
+// refreshLinks rule: most of each is checked and passed over.
+func BenchmarkParseEventGenerated(b *testing.B) {
+	events, mean := testkit.BenchEvents("refreshLinks", 64)
+	r := loadJobQueue(b).Rule("refreshLinks")
+	b.SetBytes(int64(mean))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := r.ParseEvent(events[i%len(events)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -506,3 +506,18 @@ func sha1Hex(parts ...any) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// BenchEvents returns n events of jobType padded to 0.5-4 KB, as the
+// bench's backlogs are, from a generator seeded with 1, and their mean
+// size in bytes: the input of the hot-path benchmarks.
+func BenchEvents(jobType string, n int) (events [][]byte, mean int) {
+	g := NewJobGen(1)
+	g.MinSize, g.MaxSize = 500, 4000
+	events = make([][]byte, n)
+	size := 0
+	for i := range events {
+		events[i] = g.NextOfType(jobType)
+		size += len(events[i])
+	}
+	return events, size / max(n, 1)
+}
