@@ -412,9 +412,10 @@ func (r *Repartitioner) add(ctx context.Context, msg *Message) {
 const maxKeptValue = 64 << 10
 
 // route decides where msg goes: its partitioned topic, partition, key and
-// rewritten value (in r.value, good until the next route); or the error topic (failed) when it is not an event or
-// its partition_stream does not expand to a topic name. err is a topic
-// check that failed: the rule cannot go on.
+// rewritten value (in r.value, good until the next route); or the error
+// topic (failed) when it is not an event or its partition_stream does not
+// expand to a topic name. err is a topic check that failed: the rule
+// cannot go on.
 func (r *Repartitioner) route(ctx context.Context, msg *Message) (topic string, part int32, key, value []byte, failed bool, err error) {
 	fault := func(ev *rules.Event, reason string) (string, int32, []byte, []byte, bool, error) {
 		r.log.Warn().Str("topic", msg.Topic).Int32("partition", msg.Partition).Int64("offset", msg.Offset).
