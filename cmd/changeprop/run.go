@@ -37,6 +37,7 @@ func cmdRun(args []string, stdin io.Reader, stderr io.Writer) int {
 	log, _ = newLogger(redact(stderr, cfg.Secrets()), *level)
 	ctx, stop := signalContext(log)
 	defer stop()
+	memLimit, memFrom := setMemoryLimit(os.Getenv, "/proc/self/cgroup", "/sys/fs/cgroup")
 
 	reg, metrics := newRegistry()
 	svc, err := newService(cfg, log, withCreateTopics(*createTopics), withMetrics(metrics))
@@ -56,7 +57,8 @@ func cmdRun(args []string, stdin io.Reader, stderr io.Writer) int {
 	}
 	servers := []*http.Server{srv}
 	started := log.Info().Int("rules", len(svc.all())).Str("brokers", cfg.Kafka.Brokers).Str("listen", addr.String()).
-		Bool("admin_token", cfg.Admin.Token != "").Bool("pprof", cfg.Admin.Pprof)
+		Bool("admin_token", cfg.Admin.Token != "").Bool("pprof", cfg.Admin.Pprof).
+		Int64("go_memory_limit", memLimit).Str("go_memory_limit_from", memFrom)
 	if adminH != nil {
 		asrv, aaddr, err := serveHTTP(cfg.Admin.Listen, adminH, log)
 		if err != nil {
