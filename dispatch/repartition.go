@@ -444,11 +444,7 @@ func (r *Repartitioner) route(ctx context.Context, msg *Message) (topic string, 
 		return "", 0, nil, nil, false, err
 	}
 	k := r.p.KeyValue(ev)
-	meta, ok := ev.MetaOffset()
-	if !ok {
-		meta = -1
-	}
-	value, serr := AppendMetaStream(r.value[:0], msg.Value, meta, stream)
+	value, serr := AppendMetaStream(r.value[:0], msg.Value, ev.MetaOffset(), stream)
 	if serr != nil {
 		return fault(ev, serr.Error())
 	}

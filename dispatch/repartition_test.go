@@ -399,8 +399,8 @@ func FuzzSetMetaStream(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%s: %v", raw, err)
 		}
-		off, ok := ev.MetaOffset()
-		if !ok {
+		off := ev.MetaOffset()
+		if off < 0 {
 			t.Fatalf("%s: no meta offset", raw)
 		}
 		at, err := AppendMetaStream([]byte("prefix"), raw, off, "new.stream")
@@ -438,7 +438,7 @@ func benchMetaStream(b *testing.B, at bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		offs[i], _ = ev.MetaOffset()
+		offs[i] = ev.MetaOffset()
 	}
 	const stream = "cpjobqueue.partitioned.mediawiki.job.refreshLinks"
 	var buf []byte

@@ -60,12 +60,12 @@ func parseEvent(raw []byte, p *projection) (*Event, error) {
 }
 
 // MetaOffset returns the offset in Raw of the meta object that Message
-// holds (Raw[off] is its '{'; of two "meta" members, the last one), and
-// whether it is known: it is for an event from ParseEvent or
+// holds (Raw[off] is its '{'; of two "meta" members, the last one), or -1
+// when it is not known: it is for an event from ParseEvent or
 // Rule.ParseEvent, not for one built by hand. It lets a caller that
 // rewrites meta in the raw bytes (the repartitioner's meta.stream) go
 // there without scanning the event again.
-func (e *Event) MetaOffset() (off int, ok bool) { return e.meta - 1, e.meta > 0 }
+func (e *Event) MetaOffset() int { return e.meta - 1 }
 
 // eventFor returns ev as r may read it: ev itself when it was decoded in
 // full or for r, else a full decode of it (an event decoded for another

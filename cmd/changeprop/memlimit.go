@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -30,20 +30,16 @@ const unlimitedV1 = 1 << 62
 // there). ok is false when there is no limit or no cgroup file.
 func cgroupMemoryLimit(proc, root string) (limit int64, ok bool) {
 	var files []string
-	if b, err := os.ReadFile(proc); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			// hierarchy-ID:controllers:path; v2 is "0::path".
-			parts := strings.SplitN(sc.Text(), ":", 3)
-			if len(parts) != 3 {
-				continue
-			}
-			switch {
-			case parts[0] == "0" && parts[1] == "":
-				files = append(files, filepath.Join(root, parts[2], "memory.max"))
-			case hasController(parts[1], "memory"):
-				files = append(files, filepath.Join(root, "memory", parts[2], "memory.limit_in_bytes"))
-			}
+	b, _ := os.ReadFile(proc)
+	for line := range strings.Lines(string(b)) {
+		// hierarchy-ID:controllers:path; v2 is "0::path".
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		switch {
+		case len(parts) != 3:
+		case parts[0] == "0" && parts[1] == "":
+			files = append(files, filepath.Join(root, parts[2], "memory.max"))
+		case slices.Contains(strings.Split(parts[1], ","), "memory"):
+			files = append(files, filepath.Join(root, "memory", parts[2], "memory.limit_in_bytes"))
 		}
 	}
 	files = append(files, filepath.Join(root, "memory.max"), filepath.Join(root, "memory", "memory.limit_in_bytes"))
@@ -65,22 +61,16 @@ func cgroupMemoryLimit(proc, root string) (limit int64, ok bool) {
 	return 0, false
 }
 
-func hasController(list, name string) bool {
-	for c := range strings.SplitSeq(list, ",") {
-		if c == name {
-			return true
-		}
-	}
-	return false
-}
-
 // setMemoryLimit gives the Go runtime a soft memory limit of
 // memoryLimitShare of the cgroup's limit, unless GOMEMLIMIT (getenv) sets
 // one already or there is no cgroup limit. It returns the limit in force
 // (0: none) and where it came from, for the start log.
 func setMemoryLimit(getenv func(string) string, proc, root string) (limit int64, from string) {
 	if getenv("GOMEMLIMIT") != "" {
-		return debug.SetMemoryLimit(-1), "GOMEMLIMIT"
+		if limit = debug.SetMemoryLimit(-1); limit == math.MaxInt64 { // GOMEMLIMIT=off
+			limit = 0
+		}
+		return limit, "GOMEMLIMIT"
 	}
 	cg, ok := cgroupMemoryLimit(proc, root)
 	if !ok {

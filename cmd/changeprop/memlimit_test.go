@@ -30,21 +30,10 @@ func TestCgroupMemoryLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			proc := filepath.Join(dir, "cgroup")
-			if err := os.WriteFile(proc, []byte(tc.proc), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			writeFiles(t, dir, map[string]string{"cgroup": tc.proc})
 			root := filepath.Join(dir, "fs")
-			for name, body := range tc.files {
-				f := filepath.Join(root, name)
-				if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, ok := cgroupMemoryLimit(proc, root)
+			writeFiles(t, root, tc.files)
+			got, ok := cgroupMemoryLimit(filepath.Join(dir, "cgroup"), root)
 			if got != tc.want || ok != tc.wantOK {
 				t.Errorf("got %d, %v; want %d, %v", got, ok, tc.want, tc.wantOK)
 			}
@@ -58,13 +47,8 @@ func TestSetMemoryLimit(t *testing.T) {
 	before := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(before) })
 	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"cgroup": "0::/\n", "memory.max": "1073741824\n"})
 	proc := filepath.Join(dir, "cgroup")
-	if err := os.WriteFile(proc, []byte("0::/\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "memory.max"), []byte("1073741824\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	noEnv := func(string) string { return "" }
 
 	limit, from := setMemoryLimit(noEnv, proc, dir)
@@ -83,8 +67,25 @@ func TestSetMemoryLimit(t *testing.T) {
 		t.Errorf("GOMEMLIMIT: %d from %s", limit, from)
 	}
 
-	debug.SetMemoryLimit(math.MaxInt64)
+	debug.SetMemoryLimit(math.MaxInt64) // as GOMEMLIMIT=off would
+	if limit, from := setMemoryLimit(env, proc, dir); limit != 0 || from != "GOMEMLIMIT" {
+		t.Errorf("GOMEMLIMIT=off: %d from %s", limit, from)
+	}
 	if limit, from := setMemoryLimit(noEnv, proc, filepath.Join(dir, "none")); limit != 0 || from != "none" || debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		t.Errorf("no limit: %d from %s, runtime %d", limit, from, debug.SetMemoryLimit(-1))
+	}
+}
+
+// writeFiles writes each file of files (path under dir: contents).
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		f := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
