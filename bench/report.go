@@ -79,7 +79,7 @@ func (h *harness) report() string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("## End-to-end (`make bench`)\n\n")
 	p("Measured by `bench/` (`make bench`, %v on this run). Every party is a process of its own: the\n", r.elapsed.Round(time.Second))
-	p("kfake cluster (`bench/cluster`, 1 broker), the job runner (`changeprop jobrunner-sim -latency 0 -parse lean`),\n")
+	p("kfake cluster (`bench/cluster`, 1 broker, 2 MiB log segments), the job runner (`changeprop jobrunner-sim -latency 0 -parse lean`),\n")
 	p("the load generator (`changeprop loadgen`), and the measured process: `changeprop run` or the bare loop\n")
 	p("(`bench/bare`: librdkafka + net/http, 100 workers, no rules, auto-commit). CPU is utime+stime of the\n")
 	p("measured process from `/proc/<pid>/stat`, RSS is `VmRSS` from `/proc/<pid>/status`. A drain is measured\n")

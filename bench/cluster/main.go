@@ -24,6 +24,7 @@ func main() {
 	brokers := flag.Int("brokers", 1, "number of brokers")
 	partitions := flag.Int("partitions", 4, "partitions of each topic in -topics")
 	topics := flag.String("topics", "", "comma-separated topics to create; NAME:P gives a topic P partitions")
+	segmentBytes := flag.Int("segment-bytes", 0, "log.segment.bytes of the brokers; 0: testkit's default (2 MiB; kfake's own is 100 MiB)")
 	flag.Parse()
 
 	want := map[string]int{}
@@ -41,7 +42,7 @@ func main() {
 		}
 		want[name] = p
 	}
-	c, err := testkit.StartCluster(testkit.ClusterOptions{Brokers: *brokers, Topics: want})
+	c, err := testkit.StartCluster(testkit.ClusterOptions{Brokers: *brokers, Topics: want, SegmentBytes: *segmentBytes})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)

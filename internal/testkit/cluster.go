@@ -47,6 +47,9 @@ type ClusterOptions struct {
 	// MaxMessageBytes, when positive, is the largest record batch the
 	// brokers and the shared producer take (kfake's default is about 1 MB).
 	MaxMessageBytes int
+	// SegmentBytes, when positive, is the size at which a partition's log
+	// segment rolls (log.segment.bytes); 0 means defaultSegmentBytes.
+	SegmentBytes int
 }
 
 // SASLUser is a user of a SASL cluster. Mechanism is PLAIN, SCRAM-SHA-256
@@ -74,6 +77,14 @@ const (
 	// produceLinger is small: Produce is synchronous, so lingering only
 	// batches records handed over in the same call.
 	produceLinger = 2 * time.Millisecond
+	// defaultSegmentBytes replaces kfake's 100 MiB segments. kfake keeps
+	// the active segment of a memory-only cluster in a byte slice that
+	// doubles as it fills, copied in the goroutine that serves every
+	// request: each doubling past 32 MiB stopped the whole cluster for
+	// tens to hundreds of milliseconds (docs/benchmarks.md, "The
+	// cluster's segments"). A 2 MiB segment is copied in well under a
+	// millisecond and still holds any record batch we produce.
+	defaultSegmentBytes = 2 << 20
 )
 
 func (o ClusterOptions) validate() error {
@@ -101,6 +112,9 @@ func (o ClusterOptions) validate() error {
 	}
 	if (o.TLS == nil) != (o.ClientTLS == nil) {
 		errs = append(errs, errors.New("TLS and ClientTLS go together"))
+	}
+	if o.SegmentBytes < 0 {
+		errs = append(errs, fmt.Errorf("SegmentBytes: %d is negative", o.SegmentBytes))
 	}
 	return errors.Join(errs...)
 }
@@ -162,6 +176,11 @@ func StartCluster(opts ClusterOptions) (*Cluster, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotence needs acks=all; this is kgo's default, stated
 		kgo.RecordPartitioner(newPartitioner()),
 	}
+	segmentBytes := opts.SegmentBytes
+	if segmentBytes == 0 {
+		segmentBytes = defaultSegmentBytes
+	}
+	kopts = append(kopts, kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(segmentBytes)}))
 	if n := opts.MaxMessageBytes; n > 0 {
 		kopts = append(kopts, kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(n)}))
 		prodOpts = append(prodOpts, kgo.ProducerBatchMaxBytes(int32(n)), kgo.BrokerMaxWriteBytes(int32(2*n)))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,7 @@ func TestClusterOptionsInvalid(t *testing.T) {
 		{"negative brokers", ClusterOptions{Brokers: -1}, "negative"},
 		{"brokers and ports disagree", ClusterOptions{Brokers: 3, Ports: []int{1, 2}}, "does not match"},
 		{"bad port", ClusterOptions{Ports: []int{70000}}, "not a TCP port"},
+		{"negative segment size", ClusterOptions{SegmentBytes: -1}, "SegmentBytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +105,66 @@ func TestClusterOptionsInvalid(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestClusterSegmentBytes: the brokers roll segments at SegmentBytes
+// (defaultSegmentBytes when 0), and a partition written across many
+// segments reads back whole and in order.
+func TestClusterSegmentBytes(t *testing.T) {
+	for _, tt := range []struct {
+		opt, want int
+	}{{0, defaultSegmentBytes}, {1 << 20, 1 << 20}} {
+		t.Run(fmt.Sprint(tt.want), func(t *testing.T) {
+			c := NewCluster(t, ClusterOptions{Brokers: 1, SegmentBytes: tt.opt})
+			ctx := testCtx(t)
+			const topic = "segments"
+			if err := c.CreateTopic(ctx, topic, 1); err != nil {
+				t.Fatal(err)
+			}
+			cfgs, err := c.adm.DescribeBrokerConfigs(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, cfg := range cfgs {
+				for _, kv := range cfg.Configs {
+					if kv.Key == "log.segment.bytes" {
+						got = append(got, kv.MaybeValue())
+					}
+				}
+			}
+			if want := []string{fmt.Sprint(tt.want)}; !slices.Equal(got, want) {
+				t.Errorf("log.segment.bytes %q, want %q", got, want)
+			}
+
+			// Three segments' worth of 64 KB records, produced in batches
+			// of a few records as a load generator would.
+			n := 3 * tt.want / (64 << 10)
+			for k := 0; k < n; k += 4 {
+				var recs []Record
+				for j := k; j < min(k+4, n); j++ {
+					v := make([]byte, 64<<10)
+					copy(v, fmt.Sprintf("record-%d", j))
+					recs = append(recs, Record{Topic: topic, Partition: 0, Value: v})
+				}
+				if err := c.Produce(ctx, recs...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			recs, err := c.ReadAll(ctx, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != n {
+				t.Fatalf("read %d records, want %d", len(recs), n)
+			}
+			for j, r := range recs {
+				if want := fmt.Sprintf("record-%d", j); !strings.HasPrefix(string(r.Value), want) || len(r.Value) != 64<<10 || r.Offset != int64(j) {
+					t.Fatalf("record %d: offset %d, %.12q (%d bytes)", j, r.Offset, r.Value, len(r.Value))
+				}
 			}
 		})
 	}
