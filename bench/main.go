@@ -36,6 +36,7 @@ type harness struct {
 	latencyRates    []int  // -latency-rate: fixed rates instead of half the measured capacity
 	runnerLatency   string // -runner-latency: the job runner's latency distribution
 	loadgenClient   string // -loadgen-client: the generator's Kafka client in the latency runs
+	segmentBytes    int    // -cluster-segment-bytes: the cluster's log.segment.bytes; 0: its default
 	perf            bool
 	measuredEnv     []string // -env: added to the environment of changeprop run and the bare loop
 
@@ -68,6 +69,7 @@ func main() {
 		return nil
 	})
 	flag.StringVar(&h.loadgenClient, "loadgen-client", "franz-go", "Kafka client of the load generator in the latency runs (loadgen -client)")
+	flag.IntVar(&h.segmentBytes, "cluster-segment-bytes", 0, "log.segment.bytes of the cluster (cluster -segment-bytes); 0: its default, 2 MiB. For comparing: 104857600 is kfake's own")
 	flag.StringVar(&h.runnerLatency, "runner-latency", "0", "the job runner's latency (jobrunner-sim -latency), e.g. fixed:20ms; not 0 only for comparing")
 	flag.Func("env", "KEY=VALUE added to the environment of the measured processes (changeprop run, bare), repeatable; for comparing, e.g. GOMAXPROCS=1", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -181,7 +183,7 @@ func (h *harness) startCluster(name string, topics []string) error {
 		h.cluster.stop()
 	}
 	p, addr, err := h.start(name, true, h.exe("cluster"), "-brokers", "1", "-partitions", "4",
-		"-topics", strings.Join(topics, ","))
+		"-topics", strings.Join(topics, ","), "-segment-bytes", strconv.Itoa(h.segmentBytes))
 	if err != nil {
 		return err
 	}

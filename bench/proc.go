@@ -250,6 +250,10 @@ type simStats struct {
 		P90   time.Duration `json:"p90_ns"`
 		P99   time.Duration `json:"p99_ns"`
 		Max   time.Duration `json:"max_ns"`
+		// The p99 of each 250 ms of receipts: their median and worst.
+		Windows         int           `json:"windows"`
+		WindowP99Median time.Duration `json:"window_p99_median_ns"`
+		WindowP99Max    time.Duration `json:"window_p99_max_ns"`
 	} `json:"added_latency"`
 }
 

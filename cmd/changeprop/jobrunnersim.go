@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,9 +28,10 @@ import (
 //
 //	changeprop jobrunner-sim -listen 127.0.0.1:9005 -latency lognormal:median=10ms,p99=200ms
 //
-// GET /_sim/stats returns the counters as JSON; POST /_sim/reset clears the
-// latency samples and the concurrency maxima. Every other path is the job
-// runner.
+// GET /_sim/stats returns the counters and the added latency's percentiles
+// as JSON, with the p99 of each 250 ms of receipts (median and worst
+// window: a tail in bursts or spread); POST /_sim/reset clears the latency
+// samples and the concurrency maxima. Every other path is the job runner.
 func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("jobrunner-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -105,8 +107,8 @@ func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 		s.Total, el, float64(s.Total)/el, s.OK, s.Errors, s.Readonly, s.Bad, s.MaxConcurrency)
 	fmt.Fprintf(stdout, "jobrunner-sim: per wiki (requests, highest concurrency): %s\n", s.topHosts(len(s.Hosts), false))
 	if a := s.AddedLatency; a.Count > 0 {
-		fmt.Fprintf(stdout, "jobrunner-sim: added latency (receipt - meta.dt) of %d jobs: p50 %v p90 %v p99 %v max %v\n",
-			a.Count, a.P50, a.P90, a.P99, a.Max)
+		fmt.Fprintf(stdout, "jobrunner-sim: added latency (receipt - meta.dt) of %d jobs: p50 %v p90 %v p99 %v max %v; p99 of %d windows of %v: median %v, worst %v\n",
+			a.Count, a.P50, a.P90, a.P99, a.Max, a.Windows, latencyWindow, a.WindowP99Median, a.WindowP99Max)
 	}
 	return 0
 }
@@ -218,14 +220,20 @@ type jobSim struct {
 	mu                     sync.Mutex
 	maxInFlight, windowMax int64
 	hosts                  map[string]*hostStat
-	added                  []time.Duration // added latency samples, at most maxSamples
+	added                  []sample // added latency samples, at most maxSamples
+}
+
+// sample is one job's added latency and when it was received (Unix ns).
+type sample struct {
+	at int64
+	d  time.Duration
 }
 
 type hostStat struct {
 	requests, inFlight, max, windowMax int64
 }
 
-// maxSamples bounds the kept added-latency samples (16 MB).
+// maxSamples bounds the kept added-latency samples (32 MB).
 const maxSamples = 2 << 20
 
 func newJobSim(d latencyDist, errorRate, readonlyRate float64, lean bool) *jobSim {
@@ -273,7 +281,7 @@ func (s *jobSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !dt.IsZero() {
-		s.sample(at.Sub(dt))
+		s.sample(at, at.Sub(dt))
 	}
 	if d := s.latency.draw(rand.Float64(), rand.NormFloat64()); d > 0 {
 		t := time.NewTimer(d)
@@ -406,11 +414,11 @@ func (s *jobSim) leave(host string) {
 	s.hosts[host].inFlight--
 }
 
-func (s *jobSim) sample(d time.Duration) {
+func (s *jobSim) sample(at time.Time, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.added) < maxSamples {
-		s.added = append(s.added, d)
+		s.added = append(s.added, sample{at: at.UnixNano(), d: d})
 	}
 }
 
@@ -443,14 +451,26 @@ type hostStats struct {
 	windowMax      int64
 }
 
-// latencyStats are percentiles of receipt time - meta.dt.
+// latencyStats are percentiles of receipt time - meta.dt. The window
+// figures tell a tail spread over the run from one made in a few bursts:
+// the p99 of each latencyWindow of receipt times that holds at least
+// minWindowSamples jobs, their median and the worst of them.
 type latencyStats struct {
-	Count int           `json:"count"`
-	P50   time.Duration `json:"p50_ns"`
-	P90   time.Duration `json:"p90_ns"`
-	P99   time.Duration `json:"p99_ns"`
-	Max   time.Duration `json:"max_ns"`
+	Count           int           `json:"count"`
+	P50             time.Duration `json:"p50_ns"`
+	P90             time.Duration `json:"p90_ns"`
+	P99             time.Duration `json:"p99_ns"`
+	Max             time.Duration `json:"max_ns"`
+	Windows         int           `json:"windows"`
+	WindowP99Median time.Duration `json:"window_p99_median_ns"`
+	WindowP99Max    time.Duration `json:"window_p99_max_ns"`
 }
+
+// latencyWindow and minWindowSamples define latencyStats' windows.
+const (
+	latencyWindow    = 250 * time.Millisecond
+	minWindowSamples = 100
+)
 
 // snapshot reads the counters; window restarts the per-interval maxima.
 func (s *jobSim) snapshot(window bool) simStats {
@@ -473,13 +493,37 @@ func (s *jobSim) snapshot(window bool) simStats {
 	return st
 }
 
-func percentiles(d []time.Duration) latencyStats {
-	if len(d) == 0 {
+func percentiles(samples []sample) latencyStats {
+	if len(samples) == 0 {
 		return latencyStats{}
 	}
+	// Receipt order is nearly time order; sorting makes it exact.
+	slices.SortFunc(samples, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
+	d := make([]time.Duration, len(samples))
+	var p99s []time.Duration
+	for i, j := 0, 0; i < len(samples); i = j {
+		end := samples[i].at + int64(latencyWindow)
+		for j = i; j < len(samples) && samples[j].at < end; j++ {
+			d[j] = samples[j].d
+		}
+		if w := d[i:j]; len(w) >= minWindowSamples {
+			slices.Sort(w)
+			p99s = append(p99s, quantile(w, 0.99))
+		}
+	}
 	slices.Sort(d)
-	at := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))] }
-	return latencyStats{Count: len(d), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: d[len(d)-1]}
+	st := latencyStats{Count: len(d), P50: quantile(d, 0.50), P90: quantile(d, 0.90), P99: quantile(d, 0.99),
+		Max: d[len(d)-1], Windows: len(p99s)}
+	if len(p99s) > 0 {
+		slices.Sort(p99s)
+		st.WindowP99Median, st.WindowP99Max = p99s[len(p99s)/2], p99s[len(p99s)-1]
+	}
+	return st
+}
+
+// quantile returns the q quantile of sorted d, not empty.
+func quantile(d []time.Duration, q float64) time.Duration {
+	return d[min(len(d)-1, int(q*float64(len(d))))]
 }
 
 // topHosts formats the n busiest hosts: their highest concurrency in the

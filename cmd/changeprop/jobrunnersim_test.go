@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,16 +138,47 @@ func TestJobRunnerSimSemantics(t *testing.T) {
 }
 
 func TestPercentiles(t *testing.T) {
-	var d []time.Duration
+	var d []sample
 	for i := 100; i >= 1; i-- {
-		d = append(d, time.Duration(i)*time.Millisecond)
+		d = append(d, sample{at: int64(i) * int64(time.Millisecond), d: time.Duration(i) * time.Millisecond})
 	}
 	got := percentiles(d)
 	if got.Count != 100 || got.P50 != 51*time.Millisecond || got.P99 != 100*time.Millisecond || got.Max != 100*time.Millisecond {
 		t.Errorf("percentiles = %+v", got)
 	}
+	if got.Windows != 1 || got.WindowP99Median != 100*time.Millisecond || got.WindowP99Max != 100*time.Millisecond {
+		t.Errorf("windows of 100 samples in 100 ms: %+v, want one with p99 100ms", got)
+	}
+	if got := percentiles(d[:minWindowSamples-1]); got.Windows != 0 || got.WindowP99Max != 0 {
+		t.Errorf("windows of %d samples: %+v, want none", minWindowSamples-1, got)
+	}
 	if got := percentiles(nil); got.Count != 0 {
 		t.Errorf("percentiles(nil) = %+v", got)
+	}
+}
+
+// TestPercentilesWindows: a burst shows in the worst window's p99 and not
+// in the median's. Ten windows of 200 jobs at 2 ms, received out of order;
+// the fourth also has 10 jobs at 300 ms.
+func TestPercentilesWindows(t *testing.T) {
+	var d []sample
+	start := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC).UnixNano()
+	for w := range 10 {
+		for i := range 200 {
+			at := start + int64(w)*int64(latencyWindow) + int64(i)*int64(latencyWindow)/200
+			d = append(d, sample{at: at, d: 2 * time.Millisecond})
+			if w == 3 && i%20 == 0 {
+				d = append(d, sample{at: at + 1, d: 300 * time.Millisecond})
+			}
+		}
+	}
+	slices.Reverse(d)
+	got := percentiles(d)
+	if got.Count != 2010 || got.Windows != 10 {
+		t.Fatalf("count %d, windows %d; want 2010 and 10", got.Count, got.Windows)
+	}
+	if got.WindowP99Median != 2*time.Millisecond || got.WindowP99Max != 300*time.Millisecond {
+		t.Errorf("window p99s: median %v, worst %v; want 2ms and 300ms", got.WindowP99Median, got.WindowP99Max)
 	}
 }
 
