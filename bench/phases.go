@@ -317,7 +317,7 @@ func (h *harness) latencyAt(rate int) error {
 		}
 		want := produced(sum)
 		waitFor(15*time.Second, func() bool { return h.sim().Total-base >= want })
-		s := h.sim()
+		s := h.simLatency()
 		cpu := cpuTime(p.pid())
 		ticks := machineCPU()
 		p.stop()

@@ -157,6 +157,34 @@ func TestPercentiles(t *testing.T) {
 	}
 }
 
+// TestSimCountersWithoutPercentiles: the progress lines' counters and
+// /_sim/stats?percentiles=false leave the percentiles out (their cost is
+// the benchmark's); /_sim/stats has them.
+func TestSimCountersWithoutPercentiles(t *testing.T) {
+	sim := newJobSim(latencyDist{}, 0, 0, true)
+	now := time.Now()
+	for i := range 3 {
+		sim.sample(now, time.Duration(i+1)*time.Millisecond)
+	}
+	if c := sim.counters(true); c.AddedLatency != (latencyStats{}) {
+		t.Errorf("counters computed percentiles: %+v", c.AddedLatency)
+	}
+	for _, tt := range []struct {
+		query string
+		want  int
+	}{{"", 3}, {"?percentiles=false", 0}, {"?percentiles=true", 3}, {"?percentiles=x", 3}} {
+		rec := httptest.NewRecorder()
+		sim.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/_sim/stats"+tt.query, nil))
+		var st simStats
+		if err := json.NewDecoder(rec.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		if st.AddedLatency.Count != tt.want {
+			t.Errorf("/_sim/stats%s: %d samples, want %d", tt.query, st.AddedLatency.Count, tt.want)
+		}
+	}
+}
+
 // TestPercentilesWindows: a burst shows in the worst window's p99 and not
 // in the median's. Ten windows of 200 jobs at 2 ms, received out of order;
 // the fourth also has 10 jobs at 300 ms.
