@@ -247,8 +247,10 @@ func newJobSim(d latencyDist, errorRate, readonlyRate float64, lean bool) *jobSi
 func (s *jobSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/_sim/stats":
-		st := s.counters(false)
-		if p, err := strconv.ParseBool(r.URL.Query().Get("percentiles")); err != nil || p {
+		var st simStats
+		if p, err := strconv.ParseBool(r.URL.Query().Get("percentiles")); err == nil && !p {
+			st = s.counters(false)
+		} else {
 			st = s.snapshot()
 		}
 		w.Header().Set("Content-Type", "application/json")
