@@ -35,6 +35,7 @@ type harness struct {
 	latencyFor      time.Duration
 	latencyRates    []int  // -latency-rate: fixed rates instead of half the measured capacity
 	runnerLatency   string // -runner-latency: the job runner's latency distribution
+	runnerServer    string // -runner-server: the job runner's HTTP server
 	loadgenClient   string // -loadgen-client: the generator's Kafka client in the latency runs
 	segmentBytes    int    // -cluster-segment-bytes: the cluster's log.segment.bytes; 0: its default
 	perf            bool
@@ -71,6 +72,7 @@ func main() {
 	flag.StringVar(&h.loadgenClient, "loadgen-client", "franz-go", "Kafka client of the load generator in the latency runs (loadgen -client)")
 	flag.IntVar(&h.segmentBytes, "cluster-segment-bytes", 0, "log.segment.bytes of the cluster (cluster -segment-bytes); 0: its default, 2 MiB. For comparing: 104857600 is kfake's own")
 	flag.StringVar(&h.runnerLatency, "runner-latency", "0", "the job runner's latency (jobrunner-sim -latency), e.g. fixed:20ms; not 0 only for comparing")
+	flag.StringVar(&h.runnerServer, "runner-server", "minimal", "the job runner's HTTP server (jobrunner-sim -server): minimal, or net/http for comparing")
 	flag.Func("env", "KEY=VALUE added to the environment of the measured processes (changeprop run, bare), repeatable; for comparing, e.g. GOMAXPROCS=1", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
 			return fmt.Errorf("-env %q: want KEY=VALUE", v)
@@ -153,7 +155,7 @@ func (h *harness) exe(name string) string { return filepath.Join(h.bin, name) }
 // runAll runs the phases in order; each phase records into h.res.
 func (h *harness) runAll(gotest bool) error {
 	sim, line, err := h.start("jobrunner-sim", true, h.exe("changeprop"), "jobrunner-sim",
-		"-listen", "127.0.0.1:0", "-latency", h.runnerLatency, "-parse", "lean", "-report", "10s")
+		"-listen", "127.0.0.1:0", "-latency", h.runnerLatency, "-parse", "lean", "-server", h.runnerServer, "-report", "10s")
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,7 @@ func (h *harness) report() string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("## End-to-end (`make bench`)\n\n")
 	p("Measured by `bench/` (`make bench`, %v on this run). Every party is a process of its own: the\n", r.elapsed.Round(time.Second))
-	p("kfake cluster (`bench/cluster`, 1 broker, 2 MiB log segments), the job runner (`changeprop jobrunner-sim -latency 0 -parse lean`),\n")
+	p("kfake cluster (`bench/cluster`, 1 broker, 2 MiB log segments), the job runner (`changeprop jobrunner-sim -latency %s -parse lean -server %s`),\n", h.runnerLatency, h.runnerServer)
 	p("the load generator (`changeprop loadgen`), and the measured process: `changeprop run` or the bare loop\n")
 	p("(`bench/bare`: librdkafka + net/http, 100 workers, no rules, auto-commit). CPU is utime+stime of the\n")
 	p("measured process from `/proc/<pid>/stat`, RSS is `VmRSS` from `/proc/<pid>/status`. A drain is measured\n")
@@ -92,7 +92,7 @@ func (h *harness) report() string {
 	}
 	p("\n**Commands**\n\n```\nmake bench    # = go build -o bin/ ./cmd/changeprop ./bench/... && bin/bench -out docs/benchmarks.md\n")
 	p("bin/cluster -brokers 1 -partitions 4 -topics mediawiki.job.refreshLinks,...\n")
-	p("bin/changeprop jobrunner-sim -listen 127.0.0.1:0 -latency 0 -parse lean\n")
+	p("bin/changeprop jobrunner-sim -listen 127.0.0.1:0 -latency %s -parse lean -server %s\n", h.runnerLatency, h.runnerServer)
 	p("bin/changeprop loadgen -brokers ADDR -rate 0 -n %d -topics refreshLinks -delay-rate 0 -unique   # one-rule backlog\n", h.events)
 	p("bin/changeprop loadgen -brokers ADDR -rate 0 -n %d -delay-rate 0 -unique                        # 30-rule backlog, all job types\n", h.events)
 	p("bin/changeprop loadgen -brokers ADDR -rate R -duration D -topics htmlCacheUpdate -delay-rate 0 -unique -pregenerate -client %s -X linger.ms=%s   # latency\n",

@@ -44,6 +44,7 @@ func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 	readonlyRate := fs.Float64("readonly-rate", 0, "share of valid jobs answered 500 with X-Readonly: true")
 	report := fs.Duration("report", 5*time.Second, "interval between progress lines (0: only at exit)")
 	parse := fs.String("parse", "full", "body check: full (decode the JSON) or lean (byte search; for benchmarks)")
+	server := fs.String("server", "net/http", "HTTP server: net/http, or minimal (HTTP/1.1 with Content-Length bodies only, cheaper; for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -57,6 +58,9 @@ func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 	}
 	if *parse != "full" && *parse != "lean" {
 		errs = append(errs, fmt.Errorf("-parse %q: want full or lean", *parse))
+	}
+	if *server != "net/http" && *server != "minimal" {
+		errs = append(errs, fmt.Errorf("-server %q: want net/http or minimal", *server))
 	}
 	if *report < 0 {
 		errs = append(errs, fmt.Errorf("-report %v is negative", *report))
@@ -75,9 +79,21 @@ func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "jobrunner-sim:", err)
 		return 1
 	}
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
-	go func() { _ = srv.Serve(ln) }()
+	shutdown := func() {}
+	if *server == "minimal" {
+		done := make(chan struct{})
+		go func() { sim.serveMinimal(ctx, ln); close(done) }()
+		shutdown = func() { ln.Close(); <-done }
+	} else {
+		srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return ctx }}
+		go func() { _ = srv.Serve(ln) }()
+		shutdown = func() {
+			shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shutCtx)
+		}
+	}
 	fmt.Fprintf(stdout, "jobrunner-sim: listening on http://%s (latency %s, error rate %v, read-only rate %v)\n",
 		ln.Addr(), dist, *errorRate, *readonlyRate)
 
@@ -101,9 +117,7 @@ func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 			last, lastAt = s.Total, now
 		}
 	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutCtx)
+	shutdown()
 	s := sim.snapshot()
 	el := time.Since(start).Seconds()
 	fmt.Fprintf(stdout, "jobrunner-sim: %d requests in %.1fs (%.0f req/s): ok %d, error %d, readonly %d, bad %d; highest concurrency %d\n",
@@ -265,29 +279,46 @@ func (s *jobSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := r.Host
 	s.enter(host)
 	defer s.leave(host)
+	var body []byte
+	var err error
+	if r.Method == http.MethodPost {
+		buf := simBodies.Get().(*[]byte)
+		defer simBodies.Put(buf)
+		body, err = readBody(*buf, w, r)
+		if cap(body) <= 64<<10 {
+			*buf = body[:0]
+		}
+	}
+	if a, ok := s.job(r.Context(), at, r.Method, body, err); ok {
+		simJSON(w, a.status, a.hk, a.hv, a.body)
+	}
+}
 
-	if r.Method != http.MethodPost {
+// answer is the simulator's response to a job: a status, one header or
+// none, and a JSON body.
+type answer struct {
+	status int
+	hk, hv string
+	body   string
+}
+
+// job answers a request to the job runner received at at, with its body
+// or the error reading it, as RunSingleJob.php would. It returns false,
+// and no answer, when ctx ends during the simulated latency.
+func (s *jobSim) job(ctx context.Context, at time.Time, method string, body []byte, bodyErr error) (answer, bool) {
+	if method != http.MethodPost {
 		s.bad.Add(1)
-		simJSON(w, http.StatusMethodNotAllowed, "Allow", http.MethodPost, `{"error":"Request must be POSTed"}`)
-		return
+		return answer{http.StatusMethodNotAllowed, "Allow", http.MethodPost, `{"error":"Request must be POSTed"}`}, true
 	}
-	buf := simBodies.Get().(*[]byte)
-	defer simBodies.Put(buf)
-	body, err := readBody(*buf, w, r)
-	if cap(body) <= 64<<10 {
-		*buf = body[:0]
-	}
-	if err != nil {
+	if bodyErr != nil {
 		s.bad.Add(1)
-		simJSON(w, http.StatusBadRequest, "", "", `{"error":"reading body"}`)
-		return
+		return answer{status: http.StatusBadRequest, body: `{"error":"reading body"}`}, true
 	}
 	dt, err := s.check(body)
 	if err != nil {
 		s.bad.Add(1)
 		msg, _ := json.Marshal(map[string]string{"error": err.Error()})
-		simJSON(w, http.StatusBadRequest, "", "", string(msg))
-		return
+		return answer{status: http.StatusBadRequest, body: string(msg)}, true
 	}
 	if !dt.IsZero() {
 		s.sample(at, at.Sub(dt))
@@ -296,24 +327,23 @@ func (s *jobSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			t.Stop()
-			return
+			return answer{}, false
 		}
 	}
+	defer s.total.Add(1)
 	u := rand.Float64()
 	switch {
 	case u < s.errorRate:
 		s.errs.Add(1)
-		simJSON(w, http.StatusInternalServerError, "", "", `{"error":"Exception executing job: jobrunner-sim injected failure"}`)
+		return answer{status: http.StatusInternalServerError, body: `{"error":"Exception executing job: jobrunner-sim injected failure"}`}, true
 	case u < s.errorRate+s.readonlyRate:
 		s.readonly.Add(1)
-		simJSON(w, http.StatusInternalServerError, "X-Readonly", "true", `{"error":"Database is read-only: jobrunner-sim injected read-only mode"}`)
-	default:
-		s.ok.Add(1)
-		simJSON(w, http.StatusOK, "", "", `{"status":"ok"}`)
+		return answer{http.StatusInternalServerError, "X-Readonly", "true", `{"error":"Database is read-only: jobrunner-sim injected read-only mode"}`}, true
 	}
-	s.total.Add(1)
+	s.ok.Add(1)
+	return answer{status: http.StatusOK, body: `{"status":"ok"}`}, true
 }
 
 // simBodies are request body buffers: one read into a kept buffer rather

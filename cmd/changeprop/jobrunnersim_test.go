@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +72,7 @@ func TestParseLatency(t *testing.T) {
 }
 
 // TestJobRunnerSimSemantics checks the RunSingleJob.php answers and the
-// counters of the stats endpoint.
+// counters of the stats endpoint, for both servers.
 func TestJobRunnerSimSemantics(t *testing.T) {
 	job := `{"$schema":"/mediawiki/job/1.0.0","type":"refreshLinks","meta":{"domain":"en.wikipedia.org","dt":"2030-01-01T00:00:00.000000Z"},"params":{}}`
 	tests := []struct {
@@ -92,69 +96,83 @@ func TestJobRunnerSimSemantics(t *testing.T) {
 		{name: "error", errRate: 1, method: "POST", body: job, wantStatus: 500, wantBodyContains: "Exception"},
 		{name: "read-only", roRate: 1, method: "POST", body: job, wantStatus: 500, wantHeader: "X-Readonly=true", wantBodyContains: "read-only"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sim := newJobSim(latencyDist{}, tt.errRate, tt.roRate, tt.lean)
-			sim.now = func() time.Time { return time.Date(2030, 1, 1, 0, 0, 0, 3_000_000, time.UTC) }
-			srv := httptest.NewServer(sim)
-			defer srv.Close()
-			req, _ := http.NewRequest(tt.method, srv.URL+"/rpc/RunSingleJob.php", strings.NewReader(tt.body))
-			req.Host = "en.wikipedia.org"
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tt.wantStatus || !strings.Contains(string(body), tt.wantBodyContains) ||
-				resp.Header.Get("Content-Type") != "application/json" || !json.Valid(body) {
-				t.Fatalf("got %d %q (%s), want %d with %q", resp.StatusCode, body, resp.Header.Get("Content-Type"), tt.wantStatus, tt.wantBodyContains)
-			}
-			if k, v, ok := strings.Cut(tt.wantHeader, "="); ok && resp.Header.Get(k) != v {
-				t.Errorf("header %s = %q, want %q", k, resp.Header.Get(k), v)
-			}
+	for _, server := range simServers {
+		for _, tt := range tests {
+			t.Run(server+"/"+tt.name, func(t *testing.T) {
+				sim := newJobSim(latencyDist{}, tt.errRate, tt.roRate, tt.lean)
+				sim.now = func() time.Time { return time.Date(2030, 1, 1, 0, 0, 0, 3_000_000, time.UTC) }
+				base := startSim(t, sim, server)
+				req, _ := http.NewRequest(tt.method, base+"/rpc/RunSingleJob.php", strings.NewReader(tt.body))
+				req.Host = "en.wikipedia.org"
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.wantStatus || !strings.Contains(string(body), tt.wantBodyContains) ||
+					resp.Header.Get("Content-Type") != "application/json" || !json.Valid(body) {
+					t.Fatalf("got %d %q (%s), want %d with %q", resp.StatusCode, body, resp.Header.Get("Content-Type"), tt.wantStatus, tt.wantBodyContains)
+				}
+				if k, v, ok := strings.Cut(tt.wantHeader, "="); ok && resp.Header.Get(k) != v {
+					t.Errorf("header %s = %q, want %q", k, resp.Header.Get(k), v)
+				}
 
-			resp, err = http.Get(srv.URL + "/_sim/stats")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var st simStats
-			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if tt.wantStatus == 200 || tt.wantStatus == 500 {
-				if st.Total != 1 || st.Hosts["en.wikipedia.org"].Requests != 1 || st.Hosts["en.wikipedia.org"].MaxConcurrency != 1 {
-					t.Errorf("stats %+v: want 1 job from en.wikipedia.org", st)
+				resp, err = http.Get(base + "/_sim/stats")
+				if err != nil {
+					t.Fatal(err)
 				}
-				if st.AddedLatency.Count != 1 || st.AddedLatency.P50 != 3*time.Millisecond {
-					t.Errorf("added latency %+v, want one sample of 3ms", st.AddedLatency)
+				var st simStats
+				if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+					t.Fatal(err)
 				}
-			} else if st.Bad != 1 || st.Total != 0 {
-				t.Errorf("stats %+v: want one bad request", st)
-			}
-		})
+				resp.Body.Close()
+				if tt.wantStatus == 200 || tt.wantStatus == 500 {
+					if st.Total != 1 || st.Hosts["en.wikipedia.org"].Requests != 1 || st.Hosts["en.wikipedia.org"].MaxConcurrency != 1 {
+						t.Errorf("stats %+v: want 1 job from en.wikipedia.org", st)
+					}
+					if st.AddedLatency.Count != 1 || st.AddedLatency.P50 != 3*time.Millisecond {
+						t.Errorf("added latency %+v, want one sample of 3ms", st.AddedLatency)
+					}
+				} else if st.Bad != 1 || st.Total != 0 {
+					t.Errorf("stats %+v: want one bad request", st)
+				}
+
+				resp, err = http.Post(base+"/_sim/reset", "", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNoContent {
+					t.Errorf("reset: %d", resp.StatusCode)
+				}
+				if st := sim.snapshot(); st.AddedLatency.Count != 0 {
+					t.Errorf("after reset: %+v", st.AddedLatency)
+				}
+			})
+		}
 	}
 }
 
-func TestPercentiles(t *testing.T) {
-	var d []sample
-	for i := 100; i >= 1; i-- {
-		d = append(d, sample{at: int64(i) * int64(time.Millisecond), d: time.Duration(i) * time.Millisecond})
+// simServers are the simulator's HTTP servers (-server).
+var simServers = []string{"net/http", "minimal"}
+
+// startSim serves sim with the server named and returns its base URL.
+func startSim(t testing.TB, sim *jobSim, server string) string {
+	if server == "net/http" {
+		srv := httptest.NewServer(sim)
+		t.Cleanup(srv.Close)
+		return srv.URL
 	}
-	got := percentiles(d)
-	if got.Count != 100 || got.P50 != 51*time.Millisecond || got.P99 != 100*time.Millisecond || got.Max != 100*time.Millisecond {
-		t.Errorf("percentiles = %+v", got)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got.Windows != 1 || got.WindowP99Median != 100*time.Millisecond || got.WindowP99Max != 100*time.Millisecond {
-		t.Errorf("windows of 100 samples in 100 ms: %+v, want one with p99 100ms", got)
-	}
-	if got := percentiles(d[:minWindowSamples-1]); got.Windows != 0 || got.WindowP99Max != 0 {
-		t.Errorf("windows of %d samples: %+v, want none", minWindowSamples-1, got)
-	}
-	if got := percentiles(nil); got.Count != 0 {
-		t.Errorf("percentiles(nil) = %+v", got)
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sim.serveMinimal(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); ln.Close(); <-done })
+	return "http://" + ln.Addr().String()
 }
 
 // TestSimCountersWithoutPercentiles: the progress lines' counters and
@@ -169,18 +187,25 @@ func TestSimCountersWithoutPercentiles(t *testing.T) {
 	if c := sim.counters(true); c.AddedLatency != (latencyStats{}) {
 		t.Errorf("counters computed percentiles: %+v", c.AddedLatency)
 	}
-	for _, tt := range []struct {
-		query string
-		want  int
-	}{{"", 3}, {"?percentiles=false", 0}, {"?percentiles=true", 3}, {"?percentiles=x", 3}} {
-		rec := httptest.NewRecorder()
-		sim.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/_sim/stats"+tt.query, nil))
-		var st simStats
-		if err := json.NewDecoder(rec.Body).Decode(&st); err != nil {
-			t.Fatal(err)
-		}
-		if st.AddedLatency.Count != tt.want {
-			t.Errorf("/_sim/stats%s: %d samples, want %d", tt.query, st.AddedLatency.Count, tt.want)
+	for _, server := range simServers {
+		base := startSim(t, sim, server)
+		for _, tt := range []struct {
+			query string
+			want  int
+		}{{"", 3}, {"?percentiles=false", 0}, {"?percentiles=true", 3}, {"?percentiles=x", 3}} {
+			resp, err := http.Get(base + "/_sim/stats" + tt.query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st simStats
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.AddedLatency.Count != tt.want {
+				t.Errorf("%s: /_sim/stats%s: %d samples, want %d", server, tt.query, st.AddedLatency.Count, tt.want)
+			}
 		}
 	}
 }
@@ -211,12 +236,16 @@ func TestPercentilesWindows(t *testing.T) {
 }
 
 // TestJobRunnerSimBodies: bodies of every size, with a Content-Length or
-// chunked, are read whole, and a kept buffer never lends one request's
-// bytes to the next.
+// chunked, are read whole by both servers, and a kept buffer never lends
+// one request's bytes to the next.
 func TestJobRunnerSimBodies(t *testing.T) {
-	for _, lean := range []bool{false, true} {
+	for _, run := range []struct {
+		lean   bool
+		server string
+	}{{false, "net/http"}, {true, "net/http"}, {false, "minimal"}, {true, "minimal"}} {
+		lean := run.lean
 		sim := newJobSim(latencyDist{}, 0, 0, lean)
-		srv := httptest.NewServer(sim)
+		base := startSim(t, sim, run.server)
 		client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}} // one connection: one handler after another
 		pad := strings.Repeat(" ", 100<<10)
 		for i, tc := range []struct {
@@ -235,7 +264,7 @@ func TestJobRunnerSimBodies(t *testing.T) {
 			if tc.chunked {
 				body = io.MultiReader(body) // no length known: sent chunked
 			}
-			req, _ := http.NewRequest("POST", srv.URL+"/rpc/RunSingleJob.php", body)
+			req, _ := http.NewRequest("POST", base+"/rpc/RunSingleJob.php", body)
 			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -243,10 +272,9 @@ func TestJobRunnerSimBodies(t *testing.T) {
 			answer, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != tc.want {
-				t.Errorf("lean %v, request %d (%d bytes, chunked %v): %d %s, want %d", lean, i, len(tc.body), tc.chunked, resp.StatusCode, answer, tc.want)
+				t.Errorf("%s, lean %v, request %d (%d bytes, chunked %v): %d %s, want %d", run.server, lean, i, len(tc.body), tc.chunked, resp.StatusCode, answer, tc.want)
 			}
 		}
-		srv.Close()
 	}
 }
 
@@ -254,9 +282,14 @@ func TestJobRunnerSimBodies(t *testing.T) {
 // simulator over keep-alive connections; the figures include the client's
 // side of net/http, which is in the same process.
 func BenchmarkJobRunnerSim(b *testing.B) {
+	for _, server := range simServers {
+		b.Run(strings.ReplaceAll(server, "/", ""), func(b *testing.B) { benchmarkJobRunnerSim(b, server) })
+	}
+}
+
+func benchmarkJobRunnerSim(b *testing.B, server string) {
 	sim := newJobSim(latencyDist{}, 0, 0, true)
-	srv := httptest.NewServer(sim)
-	defer srv.Close()
+	base := startSim(b, sim, server)
 	gen := testkit.NewJobGen(1)
 	gen.MinSize, gen.MaxSize = 512, 4096
 	jobs := make([][]byte, 64)
@@ -264,7 +297,7 @@ func BenchmarkJobRunnerSim(b *testing.B) {
 		_, jobs[i] = gen.Next()
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-	url := srv.URL + "/rpc/RunSingleJob.php"
+	url := base + "/rpc/RunSingleJob.php"
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for i := 0; pb.Next(); i++ {
@@ -281,4 +314,40 @@ func BenchmarkJobRunnerSim(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestMinimalServerConnection: the minimal server answers pipelined
+// requests on one connection in order, and a malformed request with 400
+// before it closes the connection.
+func TestMinimalServerConnection(t *testing.T) {
+	sim := newJobSim(latencyDist{}, 0, 0, true)
+	base := startSim(t, sim, "minimal")
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	job := `{"type":"x","meta":{"dt":"2030-01-01T00:00:00Z"}}`
+	post := "POST /rpc/RunSingleJob.php HTTP/1.1\r\nHost: a.org\r\nContent-Length: " + strconv.Itoa(len(job)) + "\r\n\r\n" + job
+	if _, err := io.WriteString(c, post+"GET /x HTTP/1.1\r\nHost: b.org\r\n\r\n"+post+"NOT HTTP\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i, want := range []int{200, 405, 200, 400} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || !json.Valid(body) {
+			t.Errorf("response %d: %d %q, want %d", i, resp.StatusCode, body, want)
+		}
+	}
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("after the malformed request: read %d, %v; want the connection closed", n, err)
+	}
+	if st := sim.snapshot(); st.Total != 2 || st.Bad != 1 || st.Hosts["a.org"].Requests != 2 || st.Hosts["b.org"].Requests != 1 {
+		t.Errorf("stats %+v", st)
+	}
 }
