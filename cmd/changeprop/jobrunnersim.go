@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 	readonlyRate := fs.Float64("readonly-rate", 0, "share of valid jobs answered 500 with X-Readonly: true")
 	report := fs.Duration("report", 5*time.Second, "interval between progress lines (0: only at exit)")
 	parse := fs.String("parse", "full", "body check: full (decode the JSON) or lean (byte search; for benchmarks)")
-	server := fs.String("server", "net/http", "HTTP server: net/http, or minimal (HTTP/1.1 with Content-Length bodies only, cheaper; for benchmarks)")
+	server := fs.String("server", "net/http", "HTTP server: net/http, or minimal (HTTP/1.1 only, cheaper; for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -79,7 +80,7 @@ func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "jobrunner-sim:", err)
 		return 1
 	}
-	shutdown := func() {}
+	var shutdown func()
 	if *server == "minimal" {
 		done := make(chan struct{})
 		go func() { sim.serveMinimal(ctx, ln); close(done) }()
@@ -259,20 +260,12 @@ func newJobSim(d latencyDist, errorRate, readonlyRate float64, lean bool) *jobSi
 }
 
 func (s *jobSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/_sim/stats":
-		var st simStats
-		if p, err := strconv.ParseBool(r.URL.Query().Get("percentiles")); err == nil && !p {
-			st = s.counters(false)
+	if a, ok := s.control(r.URL.Path, r.URL.RawQuery); ok {
+		if a.status == http.StatusNoContent {
+			w.WriteHeader(a.status)
 		} else {
-			st = s.snapshot()
+			simJSON(w, a.status, a.hk, a.hv, a.body)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(st)
-		return
-	case "/_sim/reset":
-		s.reset()
-		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	at := s.now()
@@ -294,8 +287,29 @@ func (s *jobSim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// answer is the simulator's response to a job: a status, one header or
-// none, and a JSON body.
+// control answers the simulator's own paths, /_sim/stats and /_sim/reset;
+// false for every other path, which is the job runner's.
+func (s *jobSim) control(path, rawQuery string) (answer, bool) {
+	switch path {
+	case "/_sim/stats":
+		q, _ := url.ParseQuery(rawQuery)
+		var st simStats
+		if p, err := strconv.ParseBool(q.Get("percentiles")); err == nil && !p {
+			st = s.counters(false)
+		} else {
+			st = s.snapshot()
+		}
+		b, _ := json.Marshal(st)
+		return answer{status: http.StatusOK, body: string(b)}, true
+	case "/_sim/reset":
+		s.reset()
+		return answer{status: http.StatusNoContent}, true
+	}
+	return answer{}, false
+}
+
+// answer is the simulator's response to a request: a status, one header
+// or none, and a JSON body (none for 204).
 type answer struct {
 	status int
 	hk, hv string

@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,32 +82,13 @@ func (s *jobSim) serveConn(ctx context.Context, c net.Conn) {
 		}
 		at := s.now()
 		path, query, _ := strings.Cut(req.target, "?")
-		var a answer
-		ok := true
-		switch path {
-		case "/_sim/stats":
-			q, _ := url.ParseQuery(query)
-			var st simStats
-			if p, err := strconv.ParseBool(q.Get("percentiles")); err == nil && !p {
-				st = s.counters(false)
-			} else {
-				st = s.snapshot()
-			}
-			b, _ := json.Marshal(st)
-			a = answer{status: http.StatusOK, body: string(b)}
+		a, ok := s.control(path, query)
+		if ok {
 			body, err = readMinimalBody(br, body[:0], req)
-		case "/_sim/reset":
-			s.reset()
-			a = answer{status: http.StatusNoContent}
-			body, err = readMinimalBody(br, body[:0], req)
-		default:
+		} else {
 			s.enter(req.host)
 			body, err = readMinimalBody(br, body[:0], req)
-			if req.method == http.MethodPost {
-				a, ok = s.job(ctx, at, req.method, body, err)
-			} else {
-				a, ok = s.job(ctx, at, req.method, nil, nil)
-			}
+			a, ok = s.job(ctx, at, req.method, body, err)
 			s.leave(req.host)
 			if cap(body) > 64<<10 {
 				body = nil
