@@ -45,6 +45,9 @@ type latencyRun struct {
 	machineBusy                   float64 // share of both cores busy (every process) over the run
 	steal                         float64 // share of both cores taken by the hypervisor over the run
 	othersPer1000                 float64 // CPU-s per 1,000 jobs of every other process
+	// changeprop's go_sched_latencies_seconds over the run (none for the
+	// bare loop): how long its goroutines were runnable before they ran.
+	sched schedWaits
 }
 
 type backlogRun struct {
@@ -255,11 +258,18 @@ func (h *harness) latencyAt(rate int) error {
 		jobType, topic := "htmlCacheUpdate", "mediawiki.job.htmlCacheUpdate"
 		var p *proc
 		var err error
+		metricsURL := "" // changeprop's /metrics
 		if who == "changeprop" {
 			cfg, cerr := h.config("cpbenchlat", true, topic)
 			if cerr != nil {
 				return cerr
 			}
+			port, perr := freePort()
+			if perr != nil {
+				return perr
+			}
+			cfg = strings.Replace(cfg, "listen: 127.0.0.1:0", "listen: 127.0.0.1:"+strconv.Itoa(port), 1)
+			metricsURL = "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics"
 			p, err = h.changeprop("cp1-latency", cfg, false)
 		} else {
 			jobType, topic = "cirrusSearchLinksUpdate", "mediawiki.job.cirrusSearchLinksUpdate"
@@ -297,14 +307,19 @@ func (h *harness) latencyAt(rate int) error {
 			jobs  int64
 			cpu   time.Duration
 			ticks cpuTicks
+			sched schedWaits
 		}
 		mark := func() {
 			h.simReset()
 			jobs, cpu := h.sim().Total, cpuTime(p.pid())
 			ticks := machineCPU()
+			var sched schedWaits
+			if metricsURL != "" {
+				sched, _ = scrapeSchedWaits(metricsURL)
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			from.set, from.jobs, from.cpu, from.ticks = true, jobs, cpu, ticks
+			from.set, from.jobs, from.cpu, from.ticks, from.sched = true, jobs, cpu, ticks, sched
 		}
 		warm := h.afterRunStarts("latency-"+who, latencyWarmup, mark)
 		sum, err := h.loadgen("latency-"+who, h.latencyFor+latencyWarmup+time.Minute, "-rate", strconv.Itoa(rate),
@@ -320,6 +335,10 @@ func (h *harness) latencyAt(rate int) error {
 		s := h.simLatency()
 		cpu := cpuTime(p.pid())
 		ticks := machineCPU()
+		var sched schedWaits
+		if metricsURL != "" {
+			sched, _ = scrapeSchedWaits(metricsURL)
+		}
 		p.stop()
 		mu.Lock()
 		if !from.set {
@@ -329,6 +348,7 @@ func (h *harness) latencyAt(rate int) error {
 		jobs := max(s.Total-from.jobs, 1)
 		cpu -= from.cpu
 		ticks = ticks.sub(from.ticks)
+		sched = sched.sub(from.sched)
 		mu.Unlock()
 		answered, busyShare, stealShare := s.Total-base, ticks.busy/max(ticks.total, 1), ticks.steal/max(ticks.total, 1)
 		h.res.latency = append(h.res.latency, latencyRun{who: who, rate: rate, produced: want, answered: answered,
@@ -336,7 +356,7 @@ func (h *harness) latencyAt(rate int) error {
 			windowP99Median: s.AddedLatency.WindowP99Median, windowP99Max: s.AddedLatency.WindowP99Max,
 			cpuPer1000: cpu.Seconds() / float64(jobs) * 1000, machineBusy: busyShare,
 			steal:         stealShare,
-			othersPer1000: (ticks.busy/clockTick - cpu.Seconds()) / float64(jobs) * 1000})
+			othersPer1000: (ticks.busy/clockTick - cpu.Seconds()) / float64(jobs) * 1000, sched: sched})
 		h.logf("latency %s at %d/s: p50 %v p99 %v, p99 of %d windows of 250ms: median %v, worst %v (%d of %d answered; machine %.0f%% busy, %.1f%% stolen)", who, rate,
 			s.AddedLatency.P50, s.AddedLatency.P99, s.AddedLatency.Windows, s.AddedLatency.WindowP99Median, s.AddedLatency.WindowP99Max,
 			answered, want, busyShare*100, stealShare*100)

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -284,4 +287,91 @@ func (h *harness) simReset() {
 	if err == nil {
 		resp.Body.Close()
 	}
+}
+
+// schedWaits is changeprop's go_sched_latencies_seconds histogram: the
+// cumulative count of goroutine runnable waits at or under each bound.
+type schedWaits struct {
+	bounds []float64 // seconds, ascending; +Inf left out
+	counts []uint64  // cumulative, per bound
+	total  uint64
+}
+
+// parseSchedWaits reads go_sched_latencies_seconds from a /metrics body;
+// ok is false when the histogram is not there.
+func parseSchedWaits(body string) (w schedWaits, ok bool) {
+	const bucket = `go_sched_latencies_seconds_bucket{le="`
+	for line := range strings.Lines(body) {
+		rest, found := strings.CutPrefix(line, bucket)
+		if !found {
+			continue
+		}
+		le, count, found := strings.Cut(rest, `"} `)
+		if !found {
+			return schedWaits{}, false
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(count), 10, 64)
+		if err != nil {
+			return schedWaits{}, false
+		}
+		if le == "+Inf" {
+			w.total, ok = n, true
+			continue
+		}
+		b, err := strconv.ParseFloat(le, 64)
+		if err != nil || len(w.bounds) > 0 && b <= w.bounds[len(w.bounds)-1] {
+			return schedWaits{}, false
+		}
+		w.bounds, w.counts = append(w.bounds, b), append(w.counts, n)
+	}
+	return w, ok
+}
+
+// sub is w less an earlier scrape of the same process.
+func (w schedWaits) sub(earlier schedWaits) schedWaits {
+	if !slices.Equal(w.bounds, earlier.bounds) {
+		return schedWaits{}
+	}
+	d := schedWaits{bounds: w.bounds, counts: make([]uint64, len(w.counts)), total: w.total - earlier.total}
+	for i := range w.counts {
+		d.counts[i] = w.counts[i] - earlier.counts[i]
+	}
+	return d
+}
+
+// over returns the largest bound at or under limit and the share of waits
+// longer than it (ok false without such a bound or without waits).
+func (w schedWaits) over(limit float64) (bound, share float64, ok bool) {
+	i := sort.SearchFloat64s(w.bounds, limit)
+	if i < len(w.bounds) && w.bounds[i] == limit {
+		i++
+	}
+	if i == 0 || w.total == 0 {
+		return 0, 0, false
+	}
+	return w.bounds[i-1], float64(w.total-w.counts[i-1]) / float64(w.total), true
+}
+
+// scrapeSchedWaits reads the histogram from a changeprop's /metrics.
+func scrapeSchedWaits(metricsURL string) (schedWaits, bool) {
+	resp, err := httpc.Get(metricsURL)
+	if err != nil {
+		return schedWaits{}, false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return schedWaits{}, false
+	}
+	return parseSchedWaits(string(b))
+}
+
+// freePort returns a loopback port free when it was asked for.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestParseCPULine(t *testing.T) {
 	// user nice system idle iowait irq softirq steal guest guest_nice
@@ -16,6 +19,49 @@ func TestParseCPULine(t *testing.T) {
 	for _, bad := range []string{"", "cpu0 1 2 3 4 5", "cpu 1 2 3"} {
 		if got := parseCPULine(bad); got != (cpuTicks{}) {
 			t.Errorf("parseCPULine(%q) = %+v, want zero", bad, got)
+		}
+	}
+}
+
+func TestSchedWaits(t *testing.T) {
+	body := func(counts ...int) string {
+		les := []string{"6.399999999999999e-08", "6.399999999999999e-07", "7.167999999999999e-06",
+			"8.191999999999999e-05", "0.0009175039999999999", "0.010485759999999998", "0.11744051199999998", "+Inf"}
+		s := "# TYPE go_sched_latencies_seconds histogram\n"
+		for i, le := range les {
+			s += fmt.Sprintf("go_sched_latencies_seconds_bucket{le=%q} %d\n", le, counts[i])
+		}
+		return s + "go_sched_latencies_seconds_sum 1.06\ngo_sched_latencies_seconds_count " + fmt.Sprint(counts[len(counts)-1]) + "\n"
+	}
+	before, ok := parseSchedWaits("go_goroutines 12\n" + body(816, 6816, 8803, 9860, 11053, 11329, 11396, 11396))
+	if !ok || len(before.bounds) != 7 || before.total != 11396 {
+		t.Fatalf("parseSchedWaits = %+v, %v", before, ok)
+	}
+	after, _ := parseSchedWaits(body(1816, 8816, 12803, 15860, 19053, 20329, 20396, 20396))
+	d := after.sub(before)
+	if d.total != 9000 || d.counts[4] != 8000 {
+		t.Fatalf("sub = %+v", d)
+	}
+	// Over ~1 ms: the waits above the 0.92 ms bound, 9000-8000 of 9000.
+	if b, share, ok := d.over(1e-3); !ok || b != 0.0009175039999999999 || share != 1000.0/9000 {
+		t.Errorf("over(1ms) = %v, %v, %v", b, share, ok)
+	}
+	// Over ~10 ms: 9000-9000 of 9000; a bound equal to the limit counts.
+	if b, share, ok := d.over(0.010485759999999998); !ok || b != 0.010485759999999998 || share != 0 {
+		t.Errorf("over(10.5ms) = %v, %v, %v", b, share, ok)
+	}
+	if _, _, ok := d.over(1e-9); ok {
+		t.Error("over a limit under every bound: want not ok")
+	}
+	if got := schedCell(d); got != "11.11% / 0.000% of 9000" {
+		t.Errorf("schedCell = %q", got)
+	}
+	if got := schedCell(after.sub(schedWaits{})); got != "—" {
+		t.Errorf("schedCell of a failed first scrape = %q, want a dash", got)
+	}
+	for _, bad := range []string{"", "go_goroutines 1\n", `go_sched_latencies_seconds_bucket{le="x"} 1` + "\n" + `go_sched_latencies_seconds_bucket{le="+Inf"} 1`} {
+		if _, ok := parseSchedWaits(bad); ok {
+			t.Errorf("parseSchedWaits(%q): want not ok", bad)
 		}
 	}
 }

@@ -169,14 +169,24 @@ func (h *harness) report() string {
 	p("gave to others while a CPU of this machine wanted to run; *others* is the CPU of every other\n")
 	p("process per 1,000 jobs: the price of generating, storing and answering the jobs on the same cores.\n")
 	p("*p99 per 250 ms* is the p99 of each 250 ms of receipts at the runner, the median window's and the\n")
-	p("worst: a worst far above the median is a tail made in a few bursts, not spread over the run.\n\n")
-	p("| process | rate (jobs/s) | jobs answered / produced | p50 | p90 | p99 | max | p99 per 250 ms: median / worst | CPU-s per 1,000 jobs | machine busy | steal | others, CPU-s per 1,000 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("worst: a worst far above the median is a tail made in a few bursts, not spread over the run.\n")
 	for _, l := range r.latency {
-		p("| %s | %d | %d / %d | %s | %s | %s | %s | %s / %s | %.3f | %.0f%% | %.1f%% | %.3f |\n", l.who, l.rate, l.answered, l.produced,
-			ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max), ms(l.windowP99Median), ms(l.windowP99Max), l.cpuPer1000, l.machineBusy*100, l.steal*100, l.othersPer1000)
+		if b1, _, ok := l.sched.over(schedShort); ok {
+			b2, _, _ := l.sched.over(schedLong)
+			p("*Runnable waits* are changeprop's `go_sched_latencies_seconds` over the run (scraped from its `/metrics`\n")
+			p("at the start and the end): the share of its goroutines' waits for a processor longer than %s and than\n", ms(secs(b1)))
+			p("%s, the histogram's bounds. A job handed to a worker waits there before its request is sent.\n", ms(secs(b2)))
+			break
+		}
+	}
+	p("\n| process | rate (jobs/s) | jobs answered / produced | p50 | p90 | p99 | max | p99 per 250 ms: median / worst | CPU-s per 1,000 jobs | machine busy | steal | others, CPU-s per 1,000 | runnable waits over ~1 / ~10 ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, l := range r.latency {
+		p("| %s | %d | %d / %d | %s | %s | %s | %s | %s / %s | %.3f | %.0f%% | %.1f%% | %.3f | %s |\n", l.who, l.rate, l.answered, l.produced,
+			ms(l.p50), ms(l.p90), ms(l.p99), ms(l.max), ms(l.windowP99Median), ms(l.windowP99Max), l.cpuPer1000, l.machineBusy*100, l.steal*100, l.othersPer1000,
+			schedCell(l.sched))
 	}
 	if len(r.latency) == 0 {
-		p("| not measured | | | | | | | | | | | |\n")
+		p("| not measured | | | | | | | | | | | | |\n")
 	}
 	p("\nTarget: p99 added latency ≤ 5 ms at half capacity.\n")
 
@@ -400,3 +410,20 @@ func group(kind, sym string) string {
 	}
 	return "other"
 }
+
+// schedShort and schedLong are the runnable waits the latency table
+// counts: those over the histogram's largest bounds at or under them.
+const schedShort, schedLong = 1e-3, 11e-3
+
+// schedCell is the latency table's runnable-waits cell: the shares over
+// ~1 and ~10 ms, of how many waits; a dash without the histogram.
+func schedCell(w schedWaits) string {
+	_, short, ok1 := w.over(schedShort)
+	_, long, ok2 := w.over(schedLong)
+	if !ok1 || !ok2 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f%% / %.3f%% of %d", short*100, long*100, w.total)
+}
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

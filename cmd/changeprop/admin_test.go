@@ -132,6 +132,7 @@ rules:
 			`changeprop_retries_produced_total{rule="job"} 0`,
 			`changeprop_errors_produced_total{rule="job"} 0`,
 			`changeprop_breaker_state{destination="` + jr.URL() + `"} 0`,
+			`go_sched_latencies_seconds_count `,
 		} {
 			if !strings.Contains(body, m) {
 				return false

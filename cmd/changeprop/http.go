@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,9 +28,17 @@ const maxEventsBody = 4 << 20
 // collectors, the breakers' collectors, and dispatch's metrics.
 func newRegistry() (*prometheus.Registry, *dispatch.Metrics) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(schedLatencies)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg, dispatch.NewMetrics(reg)
 }
+
+// schedLatencies adds go_sched_latencies_seconds to the Go collector's
+// defaults: how long goroutines were runnable before they ran. A job
+// handed to a worker waits there before its request is sent, so CPU
+// starvation (a CPU limit's throttling, busy cores) shows in it first.
+var schedLatencies = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/latencies:seconds$`)}
 
 // adminHandlers serve the operations endpoints of service.md: the main
 // listener's, and admin.listen's when it is set (nil otherwise). Reads are
