@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"changeprop/internal/testkit"
 )
 
 // results is everything the report shows.
@@ -264,7 +266,7 @@ func (h *harness) latencyAt(rate int) error {
 			if cerr != nil {
 				return cerr
 			}
-			port, perr := freePort()
+			port, perr := testkit.FreePort()
 			if perr != nil {
 				return perr
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"changeprop/internal/testkit"
 )
 
 // proc is a child process of the harness; its output goes to a log file
@@ -245,19 +246,9 @@ func rssKB(pid int) int64 {
 
 // simStats is the part of jobrunner-sim's /_sim/stats the harness reads.
 type simStats struct {
-	Total        int64 `json:"total"`
-	Bad          int64 `json:"bad"`
-	AddedLatency struct {
-		Count int           `json:"count"`
-		P50   time.Duration `json:"p50_ns"`
-		P90   time.Duration `json:"p90_ns"`
-		P99   time.Duration `json:"p99_ns"`
-		Max   time.Duration `json:"max_ns"`
-		// The p99 of each 250 ms of receipts: their median and worst.
-		Windows         int           `json:"windows"`
-		WindowP99Median time.Duration `json:"window_p99_median_ns"`
-		WindowP99Max    time.Duration `json:"window_p99_max_ns"`
-	} `json:"added_latency"`
+	Total        int64              `json:"total"`
+	Bad          int64              `json:"bad"`
+	AddedLatency testkit.SimLatency `json:"added_latency"`
 }
 
 var httpc = &http.Client{Timeout: 10 * time.Second}
@@ -364,14 +355,4 @@ func scrapeSchedWaits(metricsURL string) (schedWaits, bool) {
 		return schedWaits{}, false
 	}
 	return parseSchedWaits(string(b))
-}
-
-// freePort returns a loopback port free when it was asked for.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

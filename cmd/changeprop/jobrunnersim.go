@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"changeprop/internal/testkit"
 )
 
 // cmdJobRunnerSim serves RunSingleJob.php semantics for benchmarks and load
@@ -495,7 +497,7 @@ type simStats struct {
 	MaxConcurrency int64                `json:"max_concurrency"`
 	WindowMax      int64                `json:"-"`
 	Hosts          map[string]hostStats `json:"hosts"`
-	AddedLatency   latencyStats         `json:"added_latency"`
+	AddedLatency   testkit.SimLatency   `json:"added_latency"`
 }
 
 type hostStats struct {
@@ -504,22 +506,7 @@ type hostStats struct {
 	windowMax      int64
 }
 
-// latencyStats are percentiles of receipt time - meta.dt. The window
-// figures tell a tail spread over the run from one made in a few bursts:
-// the p99 of each latencyWindow of receipt times that holds at least
-// minWindowSamples jobs, their median and the worst of them.
-type latencyStats struct {
-	Count           int           `json:"count"`
-	P50             time.Duration `json:"p50_ns"`
-	P90             time.Duration `json:"p90_ns"`
-	P99             time.Duration `json:"p99_ns"`
-	Max             time.Duration `json:"max_ns"`
-	Windows         int           `json:"windows"`
-	WindowP99Median time.Duration `json:"window_p99_median_ns"`
-	WindowP99Max    time.Duration `json:"window_p99_max_ns"`
-}
-
-// latencyWindow and minWindowSamples define latencyStats' windows.
+// latencyWindow and minWindowSamples define testkit.SimLatency's windows.
 const (
 	latencyWindow    = 250 * time.Millisecond
 	minWindowSamples = 100
@@ -557,9 +544,9 @@ func (s *jobSim) counters(window bool) simStats {
 	return st
 }
 
-func percentiles(samples []sample) latencyStats {
+func percentiles(samples []sample) testkit.SimLatency {
 	if len(samples) == 0 {
-		return latencyStats{}
+		return testkit.SimLatency{}
 	}
 	// Receipt order is nearly time order; sorting makes it exact.
 	slices.SortFunc(samples, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
@@ -576,7 +563,7 @@ func percentiles(samples []sample) latencyStats {
 		}
 	}
 	slices.Sort(d)
-	st := latencyStats{Count: len(d), P50: quantile(d, 0.50), P90: quantile(d, 0.90), P99: quantile(d, 0.99),
+	st := testkit.SimLatency{Count: len(d), P50: quantile(d, 0.50), P90: quantile(d, 0.90), P99: quantile(d, 0.99),
 		Max: d[len(d)-1], Windows: len(p99s)}
 	if len(p99s) > 0 {
 		slices.Sort(p99s)

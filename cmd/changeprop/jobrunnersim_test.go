@@ -184,7 +184,7 @@ func TestSimCountersWithoutPercentiles(t *testing.T) {
 	for i := range 3 {
 		sim.sample(now, time.Duration(i+1)*time.Millisecond)
 	}
-	if c := sim.counters(true); c.AddedLatency != (latencyStats{}) {
+	if c := sim.counters(true); c.AddedLatency != (testkit.SimLatency{}) {
 		t.Errorf("counters computed percentiles: %+v", c.AddedLatency)
 	}
 	for _, server := range simServers {

@@ -47,12 +47,10 @@ func StartRedisWith(t testing.TB, opts RedisOptions) *RedisServer {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is not on PATH: run `make test` (it installs it) or `apt-get install redis-server`: %v", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := FreePort()
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
 	s := &RedisServer{t: t, port: port, opts: opts, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	s.Start()
 	t.Cleanup(s.Stop)
