@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"testing"
+
+	"changeprop/rules"
 )
 
 func TestParseCPULine(t *testing.T) {
@@ -63,5 +65,36 @@ func TestSchedWaits(t *testing.T) {
 		if _, ok := parseSchedWaits(bad); ok {
 			t.Errorf("parseSchedWaits(%q): want not ok", bad)
 		}
+	}
+}
+
+// TestBenchConfigs: the configs bench makes of jobqueue.yaml load, and the
+// client_logs variant differs from the default in that setting only.
+func TestBenchConfigs(t *testing.T) {
+	h := &harness{root: "..", addr: "127.0.0.1:1", simURL: "http://127.0.0.1:2"}
+	cfg, err := h.config("cpbench30-0", false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := clientLogsStderr(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := rules.Load([]byte(cfg), nil)
+	if err != nil {
+		t.Fatalf("30-rule config: %v", err)
+	}
+	alt, err := rules.Load([]byte(stderr), nil)
+	if err != nil {
+		t.Fatalf("client_logs variant: %v", err)
+	}
+	if def.Kafka.ClientLogs != rules.ClientLogsForward || alt.Kafka.ClientLogs != rules.ClientLogsStderr {
+		t.Errorf("client_logs %q and %q, want %q and %q", def.Kafka.ClientLogs, alt.Kafka.ClientLogs, rules.ClientLogsForward, rules.ClientLogsStderr)
+	}
+	if len(def.Rules) != 30 || len(alt.Rules) != 30 || def.Kafka.Brokers != "127.0.0.1:1" || alt.Kafka.CommitInterval != def.Kafka.CommitInterval {
+		t.Errorf("rules %d and %d, brokers %q, commit intervals %v and %v", len(def.Rules), len(alt.Rules), def.Kafka.Brokers, def.Kafka.CommitInterval, alt.Kafka.CommitInterval)
+	}
+	if _, err := clientLogsStderr("kafka: {brokers: b}\n"); err == nil {
+		t.Error("a config without kafka.commit_interval: no error")
 	}
 }

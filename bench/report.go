@@ -137,6 +137,9 @@ func (h *harness) report() string {
 	row("bare loop (1 topic)", r.bare)
 	row("changeprop, 1 rule", r.cp1)
 	row("changeprop, 30 rules (jobqueue.yaml)", r.cp30)
+	if len(r.cp30stderr) > 0 {
+		row("changeprop, 30 rules, `kafka.client_logs: stderr`", r.cp30stderr)
+	}
 	if len(r.bare) > 0 && len(r.cp1) > 0 {
 		b1, _, _ := median(r.bare, drain.jobsPerCPUSec)
 		c1, _, _ := median(r.cp1, drain.jobsPerCPUSec)
@@ -144,6 +147,10 @@ func (h *harness) report() string {
 		if len(r.cp30) > 0 {
 			c30, _, _ := median(r.cp30, drain.jobsPerCPUSec)
 			p(", **%.2f** with 30 rules", c30/b1)
+			if len(r.cp30stderr) > 0 {
+				s30, _, _ := median(r.cp30stderr, drain.jobsPerCPUSec)
+				p(" (%.2f with `kafka.client_logs: stderr`)", s30/b1)
+			}
 		}
 		bj, _, _ := median(r.bare, drain.jobsPerSec)
 		cj, _, _ := median(r.cp1, drain.jobsPerSec)

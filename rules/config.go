@@ -35,11 +35,24 @@ type Kafka struct {
 	Consumer       map[string]string // librdkafka properties for every consumer
 	Producer       map[string]string // librdkafka properties for the producer
 	CommitInterval time.Duration     // commit_interval; default 1s
+	ClientLogs     string            // client_logs: ClientLogsForward (default) or ClientLogsStderr
 
 	// secrets is the last layer of every client's properties: sasl.password
 	// from sasl_password_file or the environment.
 	secrets map[string]string
 }
+
+// The values of kafka.client_logs: where librdkafka's log lines go.
+const (
+	// ClientLogsForward writes them to changeprop's log, each client's
+	// through a goroutine of the binding that waits in librdkafka for
+	// them (100 ms at a time, for as long as the client lives).
+	ClientLogsForward = "forward"
+	// ClientLogsStderr leaves them to librdkafka, which prints its own
+	// lines on standard error: no goroutine per client, a tenth of the
+	// 30-rule process's idle CPU less (docs/benchmarks.md).
+	ClientLogsStderr = "stderr"
+)
 
 // Redis holds the dedupe store settings.
 type Redis struct {
@@ -132,7 +145,7 @@ func decodeConfig(p *problems, root *yaml.Node, e Environment) *Config {
 		UserAgent:       DefaultUserAgent,
 		ShutdownTimeout: 30 * time.Second,
 		Breaker:         DefaultBreaker,
-		Kafka:           Kafka{CommitInterval: time.Second},
+		Kafka:           Kafka{CommitInterval: time.Second, ClientLogs: ClientLogsForward},
 		Admin:           Admin{Pprof: true},
 		Limits:          DefaultLimits,
 	}
@@ -178,6 +191,15 @@ func decodeConfig(p *problems, root *yaml.Node, e Environment) *Config {
 		if n, path := ko.get("commit_interval"); n != nil {
 			if v, ok := p.duration(n, path, time.Millisecond); ok {
 				c.Kafka.CommitInterval = v
+			}
+		}
+		if n, path := ko.get("client_logs"); n != nil {
+			if v, ok := p.str(n, path); ok {
+				if v != ClientLogsForward && v != ClientLogsStderr {
+					p.add(path, "%q: want %q or %q", v, ClientLogsForward, ClientLogsStderr)
+				} else {
+					c.Kafka.ClientLogs = v
+				}
 			}
 		}
 		pw := p.decodeSecret(ko, "sasl_password")

@@ -37,7 +37,7 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Listen != DefaultListen || c.UserAgent != DefaultUserAgent || c.ShutdownTimeout != 30*time.Second {
 		t.Errorf("service defaults: %+v", c)
 	}
-	if c.Kafka.CommitInterval != time.Second || c.Redis != nil || c.Breaker != DefaultBreaker {
+	if c.Kafka.CommitInterval != time.Second || c.Kafka.ClientLogs != ClientLogsForward || c.Redis != nil || c.Breaker != DefaultBreaker {
 		t.Errorf("kafka/redis/breaker defaults: %+v %+v %+v", c.Kafka, c.Redis, c.Breaker)
 	}
 	r := c.Rules[0]
@@ -69,6 +69,7 @@ kafka:
   consumer: {fetch.wait.max.ms: 5, enable.auto.commit: false}
   producer: {compression.codec: snappy}
   commit_interval: 500
+  client_logs: stderr
 redis: {addr: r:6379, password: pw, db: 2}
 listen: 0.0.0.0:8080
 user_agent: UA
@@ -117,7 +118,7 @@ rules:
 	if c.DC != "eqiad" || c.Topic("t") != "eqiad.t" || c.Kafka.Brokers != "a:9092,b:9092" {
 		t.Errorf("dc/brokers: %q %q", c.Topic("t"), c.Kafka.Brokers)
 	}
-	if c.Kafka.Consumer["fetch.wait.max.ms"] != "5" || c.Kafka.Consumer["enable.auto.commit"] != "false" || c.Kafka.CommitInterval != 500*time.Millisecond {
+	if c.Kafka.Consumer["fetch.wait.max.ms"] != "5" || c.Kafka.Consumer["enable.auto.commit"] != "false" || c.Kafka.CommitInterval != 500*time.Millisecond || c.Kafka.ClientLogs != ClientLogsStderr {
 		t.Errorf("kafka: %+v", c.Kafka)
 	}
 	if c.Redis == nil || c.Redis.Addr != "r:6379" || c.Redis.Prefix != "CPJQ" || c.Redis.DB != 2 || c.Redis.Password != "pw" {
@@ -193,7 +194,7 @@ func TestLoadProblems(t *testing.T) {
 	}{
 		{"unknown keys everywhere", `
 service_name: s
-kafka: {brokers: b, bogus: 1}
+kafka: {brokers: b, bogus: 1, client_logs: syslog}
 whatever: 1
 rules:
   r:
@@ -201,7 +202,7 @@ rules:
     colour: blue
     exec: [{uri: 'http://a/', metod: post}]
     retry_on: {status: [500], body: x}
-`, []string{"kafka.bogus: unknown key", "whatever: unknown key", "rules.r.colour: unknown key",
+`, []string{"kafka.bogus: unknown key", `kafka.client_logs: "syslog": want "forward" or "stderr"`, "whatever: unknown key", "rules.r.colour: unknown key",
 			"rules.r.exec[0].metod: unknown key", "rules.r.retry_on.body: unknown key"}},
 		{"missing things", `
 rules:
@@ -338,5 +339,39 @@ func TestSplitHostPort(t *testing.T) {
 	if !c.HostAllowed("[::1]:7231") || c.HostAllowed("[::1]:80") || !c.HostAllowed("EN.wikipedia.org") ||
 		!c.HostAllowed("en.wikipedia.org:443") || c.HostAllowed("wikipedia.org.evil") {
 		t.Errorf("HostAllowed with IPv6 and wildcard patterns")
+	}
+}
+
+// TestClientLogsLayers: kafka.client_logs: stderr puts the binding's log
+// channel off beneath every client's properties, where kafka.properties
+// may still turn it on; forward (the default) adds nothing.
+func TestClientLogsLayers(t *testing.T) {
+	effective := func(layers []map[string]string) (string, bool) {
+		v, ok := "", false
+		for _, l := range layers {
+			if s, set := l[LogsChannelProperty]; set {
+				v, ok = s, true
+			}
+		}
+		return v, ok
+	}
+	for _, tc := range []struct {
+		kafka string
+		want  string
+		set   bool
+	}{
+		{"{brokers: b}", "", false},
+		{"{brokers: b, client_logs: forward}", "", false},
+		{"{brokers: b, client_logs: stderr}", "false", true},
+		{"{brokers: b, client_logs: stderr, properties: {go.logs.channel.enable: 'true'}}", "true", true},
+	} {
+		c := mustLoad(t, "service_name: s\nkafka: "+tc.kafka+"\nrules:\n  r:\n    topic: t\n")
+		for name, layers := range map[string][]map[string]string{
+			"consumer": c.ConsumerProperties(c.Rules[0]), "reader": c.ConsumerProperties(nil), "producer": c.ProducerProperties(),
+		} {
+			if v, ok := effective(layers); v != tc.want || ok != tc.set {
+				t.Errorf("%q: %s's %s = %q (set %v), want %q (set %v)", tc.kafka, name, LogsChannelProperty, v, ok, tc.want, tc.set)
+			}
+		}
 	}
 }

@@ -156,11 +156,12 @@ func (p *problems) decodeAdmin(n *yaml.Node, path string, e Environment) Admin {
 }
 
 // ConsumerProperties are the librdkafka property layers of rule r's
-// consumers (r may be nil for a consumer of no rule), in order: those of
-// every client, kafka.consumer, the rule's consumer, then the secrets read
-// from files and the environment.
+// consumers (r may be nil for a consumer of no rule), in order: the
+// binding's log setting (kafka.client_logs), those of every client,
+// kafka.consumer, the rule's consumer, then the secrets read from files
+// and the environment.
 func (c *Config) ConsumerProperties(r *Rule) []map[string]string {
-	layers := []map[string]string{c.Kafka.Properties, c.Kafka.Consumer}
+	layers := []map[string]string{c.Kafka.logs(), c.Kafka.Properties, c.Kafka.Consumer}
 	if r != nil {
 		layers = append(layers, r.Consumer)
 	}
@@ -168,9 +169,23 @@ func (c *Config) ConsumerProperties(r *Rule) []map[string]string {
 }
 
 // ProducerProperties are the producer's librdkafka property layers, in
-// order: those of every client, kafka.producer, then the secrets.
+// order: the binding's log setting, those of every client, kafka.producer,
+// then the secrets.
 func (c *Config) ProducerProperties() []map[string]string {
-	return []map[string]string{c.Kafka.Properties, c.Kafka.Producer, c.Kafka.secrets}
+	return []map[string]string{c.Kafka.logs(), c.Kafka.Properties, c.Kafka.Producer, c.Kafka.secrets}
+}
+
+// LogsChannelProperty is the binding's own property (confluent-kafka-go's,
+// not librdkafka's) that forwards a client's log lines to a Go channel;
+// "false" in a client's layers leaves them to librdkafka's own printer.
+const LogsChannelProperty = "go.logs.channel.enable"
+
+// logs is the property layer of kafka.client_logs: nil when forwarded.
+func (k *Kafka) logs() map[string]string {
+	if k.ClientLogs == ClientLogsStderr {
+		return map[string]string{LogsChannelProperty: "false"}
+	}
+	return nil
 }
 
 // secretProperty reports whether a librdkafka property holds a secret.

@@ -5,6 +5,8 @@ import (
 
 	ck "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/rs/zerolog"
+
+	"changeprop/rules"
 )
 
 // configMap builds a librdkafka configuration: defaults, then each layer of
@@ -26,8 +28,16 @@ func configMap(defaults map[string]string, layers []map[string]string, forced ma
 	// small one of ours: the binding would make one of 10,000 events
 	// (800 KB) for every client. The client's Close is followed by
 	// closeLogs, since the binding does not close a channel it was given.
-	cm["go.logs.channel.enable"] = true
-	cm["go.logs.channel"] = make(chan ck.LogEvent, logChannelSize)
+	// "false" in a layer (kafka.client_logs: stderr) leaves them to
+	// librdkafka's own printer, and the client without the binding's log
+	// goroutine, whose 100 ms waits in librdkafka keep the Go runtime
+	// taking processors back from blocked threads.
+	forward := cm[rules.LogsChannelProperty] != "false"
+	delete(cm, rules.LogsChannelProperty)
+	if forward {
+		cm[rules.LogsChannelProperty] = true
+		cm["go.logs.channel"] = make(chan ck.LogEvent, logChannelSize)
+	}
 	return &cm
 }
 
@@ -57,8 +67,12 @@ func producerBinding(cm *ck.ConfigMap) {
 }
 
 // forwardLogs writes librdkafka's log lines to log until the channel closes
-// (when the client is closed).
+// (when the client is closed). A client whose lines are not forwarded has
+// no channel: nothing to do.
 func forwardLogs(log zerolog.Logger, ch chan ck.LogEvent) {
+	if ch == nil {
+		return
+	}
 	for ev := range ch {
 		var e *zerolog.Event
 		switch {

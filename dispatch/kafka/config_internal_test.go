@@ -1,6 +1,11 @@
 package kafka
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"changeprop/rules"
+)
 
 // TestQueueKBytes: the consumers of a process share the prefetch budget,
 // between 256 KB and 1 MB each, and a configured
@@ -50,5 +55,44 @@ func TestProducerBinding(t *testing.T) {
 	producerBinding(cm)
 	if v, _ := cm.Get("go.delivery.report.fields", nil); v != "key" {
 		t.Errorf("configured go.delivery.report.fields became %v", v)
+	}
+}
+
+// TestClientLogs: a client forwards librdkafka's log lines over a channel of
+// ours unless a layer says "go.logs.channel.enable": "false"
+// (kafka.client_logs: stderr); then it has no channel, and so no binding
+// goroutine waiting in librdkafka for its lines.
+func TestClientLogs(t *testing.T) {
+	off := []map[string]string{{rules.LogsChannelProperty: "false"}}
+	on := []map[string]string{{rules.LogsChannelProperty: "false"}, {rules.LogsChannelProperty: "true"}}
+	for _, tc := range []struct {
+		name    string
+		layers  []map[string]string
+		forward bool
+	}{{"default", nil, true}, {"stderr", off, false}, {"turned on again by a later layer", on, true}} {
+		cm := configMap(consumerDefaults, tc.layers, map[string]string{"group.id": "g"})
+		enabled, _ := cm.Get(rules.LogsChannelProperty, nil)
+		ch, _ := cm.Get("go.logs.channel", nil)
+		if tc.forward != (enabled == true) || tc.forward != (ch != nil) {
+			t.Errorf("%s: %s = %#v, go.logs.channel = %v; want forwarding %v", tc.name, rules.LogsChannelProperty, enabled, ch, tc.forward)
+		}
+		c, err := NewConsumer(ConsumerConfig{Brokers: "127.0.0.1:1", GroupID: "g", Properties: tc.layers})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := c.c.Logs() != nil; got != tc.forward {
+			t.Errorf("%s: the client has a log channel: %v, want %v", tc.name, got, tc.forward)
+		}
+		p, err := NewProducer(ProducerConfig{Brokers: "127.0.0.1:1", Properties: tc.layers})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := p.p.Logs() != nil; got != tc.forward {
+			t.Errorf("%s: the producer has a log channel: %v, want %v", tc.name, got, tc.forward)
+		}
+		p.Close(time.Second)
+		if err := c.Close(); err != nil {
+			t.Errorf("%s: close: %v", tc.name, err)
+		}
 	}
 }
