@@ -101,8 +101,23 @@ func median(ds []drain, f func(drain) float64) (med, lo, hi float64) {
 	for i, d := range ds {
 		v[i] = f(d)
 	}
+	return medianOf(v)
+}
+
+// medianOf is median of plain values (v non-empty; sorted in place).
+func medianOf(v []float64) (med, lo, hi float64) {
 	slices.Sort(v)
 	return v[(len(v)-1)/2], v[0], v[len(v)-1]
+}
+
+// pairRatios are cp[i]'s jobs per CPU-second over bare[i]'s: each run
+// against the bare loop measured just before it.
+func pairRatios(cp, bare []drain) []float64 {
+	out := make([]float64, 0, min(len(cp), len(bare)))
+	for i := range min(len(cp), len(bare)) {
+		out = append(out, cp[i].jobsPerCPUSec()/bare[i].jobsPerCPUSec())
+	}
+	return out
 }
 
 // waitFor polls cond every 200ms for up to limit.

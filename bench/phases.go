@@ -22,6 +22,8 @@ type results struct {
 	bare, cp1   []drain
 	cp30        []drain
 	cp30stderr  []drain // the same config with kafka.client_logs: stderr
+	bare30      []drain // the bare loop on the backlog of each cp30 run, just before it
+	bare30err   []drain // the same for each cp30stderr run
 	preload1    string
 	preload30   string
 	latency     []latencyRun
@@ -429,6 +431,26 @@ func (h *harness) drain30(i int, profile, stderr bool, topics []string) error {
 		return err
 	}
 	h.res.preload30 = sum
+	if !profile {
+		// The bare loop reads the same backlog first, with a group of its
+		// own: the machine's speed drifts over a bench, so the 30 rules
+		// are compared with a bare loop measured beside them.
+		base := h.sim().Total
+		p, _, err := h.start("bare30-"+suffix, false, h.exe("bare"), "-brokers", h.addr,
+			"-topics", `^mediawiki\.job\..*`, "-group", "bare30-"+suffix,
+			"-url", h.simURL+"/rpc/RunSingleJob.php", "-concurrency", "100")
+		if err != nil {
+			return err
+		}
+		d := h.watch(p, base, produced(sum), 5*time.Second, 3*time.Minute, nil)
+		p.stop()
+		if stderr {
+			h.res.bare30err = append(h.res.bare30err, d)
+		} else {
+			h.res.bare30 = append(h.res.bare30, d)
+		}
+		h.logf("bare on the 30-rule backlog %s: %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs", suffix, d.jobs, d.jobsPerSec(), d.cpuPer1000())
+	}
 	name := "cp30-" + suffix
 	if profile {
 		name = "cp30-profile"

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"changeprop/rules"
 )
@@ -96,5 +97,20 @@ func TestBenchConfigs(t *testing.T) {
 	}
 	if _, err := clientLogsStderr("kafka: {brokers: b}\n"); err == nil {
 		t.Error("a config without kafka.commit_interval: no error")
+	}
+}
+
+// TestPairRatios: each changeprop run is divided by the bare run beside it,
+// not by the bare runs' median.
+func TestPairRatios(t *testing.T) {
+	d := func(jobs int64, cpu time.Duration) drain { return drain{jobs: jobs, cpu: cpu} }
+	cp := []drain{d(1000, 100*time.Millisecond), d(3000, 100*time.Millisecond), d(500, time.Second)}
+	bare := []drain{d(2000, 100*time.Millisecond), d(4000, 100*time.Millisecond)}
+	got := pairRatios(cp, bare)
+	if len(got) != 2 || got[0] != 0.5 || got[1] != 0.75 {
+		t.Fatalf("pairRatios = %v, want [0.5 0.75] (a run without a bare neighbour left out)", got)
+	}
+	if m, lo, hi := medianOf([]float64{0.9, 0.7, 0.8}); m != 0.8 || lo != 0.7 || hi != 0.9 {
+		t.Errorf("medianOf = %v %v %v", m, lo, hi)
 	}
 }

@@ -98,7 +98,8 @@ func (h *harness) report() string {
 	p("bin/changeprop loadgen -brokers ADDR -rate R -duration D -topics htmlCacheUpdate -delay-rate 0 -unique -pregenerate -client %s -X linger.ms=%s   # latency\n",
 		h.loadgenClient, latencyLinger)
 	p("bin/changeprop run -create-topics -config <jobqueue.yaml with brokers, job runner, listen substituted> -log-level warn\n")
-	p("bin/bare -brokers ADDR -topics mediawiki.job.refreshLinks -group bare-N -url SIM/rpc/RunSingleJob.php -concurrency 100\n```\n\n")
+	p("bin/bare -brokers ADDR -topics mediawiki.job.refreshLinks -group bare-N -url SIM/rpc/RunSingleJob.php -concurrency 100\n")
+	p("bin/bare -brokers ADDR -topics '^mediawiki\\.job\\..*' -group bare30-N -url SIM/rpc/RunSingleJob.php -concurrency 100   # 30-rule backlog\n```\n\n")
 	if len(h.measuredEnv) > 0 {
 		p("The measured processes ran with `%s` in their environment (`-env`): a comparison, not the defaults.\n\n", strings.Join(h.measuredEnv, " "))
 	}
@@ -116,7 +117,9 @@ func (h *harness) report() string {
 	p("Backlogs: one rule: %s\n", strings.TrimPrefix(r.preload1, "loadgen: "))
 	p("30 rules: %s\n\n", strings.TrimPrefix(r.preload30, "loadgen: "))
 	p("Median of %d runs (the lower middle value for an even count) [lowest–highest]; every run is a fresh consumer group on the same backlog,\n", h.reps)
-	p("bare and changeprop alternating. Other processes' CPU is that of the cluster and job-runner processes\n")
+	p("bare and changeprop alternating. A 30-rule run has a cluster and a backlog of its own (the partitioners write),\n")
+	p("which the bare loop reads first, every job topic with one consumer, then changeprop; the runs with\n")
+	p("`kafka.client_logs: stderr` alternate with those of the default. Other processes' CPU is that of the cluster and job-runner processes\n")
 	p("in the same window, per 1,000 jobs.\n\n")
 	p("| process | jobs/s | CPU-s per 1,000 jobs | jobs per CPU-second | jobs in window | max RSS | cluster + runner CPU-s per 1,000 |\n")
 	p("|---|---|---|---|---|---|---|\n")
@@ -136,6 +139,9 @@ func (h *harness) report() string {
 	}
 	row("bare loop (1 topic)", r.bare)
 	row("changeprop, 1 rule", r.cp1)
+	if len(r.bare30)+len(r.bare30err) > 0 {
+		row("bare loop (the 30-rule backlogs: every job topic, one consumer)", append(slices.Clone(r.bare30), r.bare30err...))
+	}
 	row("changeprop, 30 rules (jobqueue.yaml)", r.cp30)
 	if len(r.cp30stderr) > 0 {
 		row("changeprop, 30 rules, `kafka.client_logs: stderr`", r.cp30stderr)
@@ -146,16 +152,21 @@ func (h *harness) report() string {
 		p("\nRatio changeprop / bare, jobs per CPU-second: **%.2f** with 1 rule", c1/b1)
 		if len(r.cp30) > 0 {
 			c30, _, _ := median(r.cp30, drain.jobsPerCPUSec)
-			p(", **%.2f** with 30 rules", c30/b1)
-			if len(r.cp30stderr) > 0 {
-				s30, _, _ := median(r.cp30stderr, drain.jobsPerCPUSec)
-				p(" (%.2f with `kafka.client_logs: stderr`)", s30/b1)
-			}
+			p(", %.2f with 30 rules", c30/b1)
 		}
 		bj, _, _ := median(r.bare, drain.jobsPerSec)
 		cj, _, _ := median(r.cp1, drain.jobsPerSec)
 		p("; jobs/s: %.2f with 1 rule.\n", cj/bj)
 		p("Targets: ≥ 25,000 jobs per CPU-second (measured: %.0f with 1 rule), ≥ 0.8 of bare (measured: %.2f).\n", c1, c1/b1)
+	}
+	if len(r.cp30) > 0 && len(r.bare30) > 0 {
+		m, lo, hi := medianOf(pairRatios(r.cp30, r.bare30))
+		p("\nRatio changeprop with 30 rules / the bare loop on the same backlog just before, jobs per CPU-second, per run: **%.2f** [%.2f–%.2f]", m, lo, hi)
+		if len(r.cp30stderr) > 0 && len(r.bare30err) > 0 {
+			m, lo, hi := medianOf(pairRatios(r.cp30stderr, r.bare30err))
+			p("; with `kafka.client_logs: stderr` **%.2f** [%.2f–%.2f]", m, lo, hi)
+		}
+		p(".\n")
 	}
 	if len(r.cp30) > 0 {
 		d := r.cp30[0]
