@@ -21,15 +21,14 @@ type results struct {
 	elapsed     time.Duration
 	bare, cp1   []drain
 	cp30        []drain
-	cp30stderr  []drain // the same config with kafka.client_logs: stderr
 	bare30      []drain // the bare loop on the backlog of each cp30 run, just before it
-	bare30err   []drain // the same for each cp30stderr run
 	preload1    string
 	preload30   string
 	latency     []latencyRun
 	idleRSS     int64 // kB, 30 rules, started, no events
 	idleCPU     float64
-	afterRSS    int64 // kB, 30 rules, 10s after a drain
+	idleStderr  float64 // idle CPU with kafka.client_logs: stderr
+	afterRSS    int64   // kB, 30 rules, 10s after a drain
 	backlog     backlogRun
 	profiles    []profile
 	goBench     string
@@ -380,48 +379,53 @@ func (h *harness) rules30() error {
 	if err := h.startCluster("cluster-30rules-idle", topics); err != nil {
 		return err
 	}
-	cfg, err := h.config("cpbench30idle", false, "")
-	if err != nil {
-		return err
+	for _, stderr := range []bool{false, true} {
+		name := "cp30-idle"
+		if stderr {
+			name = "cp30-idle-stderr"
+		}
+		cfg, err := h.config("cpbench30idle-"+name, false, "")
+		if err == nil && stderr {
+			cfg, err = clientLogsStderr(cfg)
+		}
+		if err != nil {
+			return err
+		}
+		p, err := h.changeprop(name, cfg, false)
+		if err != nil {
+			return err
+		}
+		idle(10 * time.Second)
+		c0 := cpuTime(p.pid())
+		idle(10 * time.Second)
+		share := (cpuTime(p.pid()) - c0).Seconds() / 10
+		rss := rssKB(p.pid())
+		p.stop()
+		if stderr {
+			h.res.idleStderr = share
+		} else {
+			h.res.idleCPU, h.res.idleRSS = share, rss
+		}
+		h.logf("30 rules idle (%s): RSS %d kB, %.1f%% of a core", name, rss, share*100)
 	}
-	p, err := h.changeprop("cp30-idle", cfg, false)
-	if err != nil {
-		return err
-	}
-	idle(10 * time.Second)
-	c0 := cpuTime(p.pid())
-	idle(10 * time.Second)
-	h.res.idleCPU = (cpuTime(p.pid()) - c0).Seconds() / 10
-	h.res.idleRSS = rssKB(p.pid())
-	p.stop()
-	h.logf("30 rules idle: RSS %d kB, %.1f%% of a core", h.res.idleRSS, h.res.idleCPU*100)
 
 	runs := h.reps
 	if h.perf {
 		runs++
 	}
 	for i := range runs {
-		profile := h.perf && i == runs-1
-		for _, stderr := range []bool{false, true} {
-			if stderr && profile {
-				break
-			}
-			if err := h.drain30(i, profile, stderr, topics); err != nil {
-				return err
-			}
+		if err := h.drain30(i, h.perf && i == runs-1, topics); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// drain30 is run i of the 30-rule drain: a fresh cluster, the backlog, then
-// changeprop with jobqueue.yaml, under perf with profile, and with
-// kafka.client_logs: stderr with stderr.
-func (h *harness) drain30(i int, profile, stderr bool, topics []string) error {
+// drain30 is run i of the 30-rule drain: a fresh cluster, the backlog, the
+// bare loop on it (unless profile), then changeprop with jobqueue.yaml,
+// under perf with profile.
+func (h *harness) drain30(i int, profile bool, topics []string) error {
 	suffix := strconv.Itoa(i)
-	if stderr {
-		suffix = "stderr-" + suffix
-	}
 	if err := h.startCluster("cluster-30rules-"+suffix, topics); err != nil {
 		return err
 	}
@@ -444,11 +448,7 @@ func (h *harness) drain30(i int, profile, stderr bool, topics []string) error {
 		}
 		d := h.watch(p, base, produced(sum), 5*time.Second, 3*time.Minute, nil)
 		p.stop()
-		if stderr {
-			h.res.bare30err = append(h.res.bare30err, d)
-		} else {
-			h.res.bare30 = append(h.res.bare30, d)
-		}
+		h.res.bare30 = append(h.res.bare30, d)
 		h.logf("bare on the 30-rule backlog %s: %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs", suffix, d.jobs, d.jobsPerSec(), d.cpuPer1000())
 	}
 	name := "cp30-" + suffix
@@ -459,31 +459,22 @@ func (h *harness) drain30(i int, profile, stderr bool, topics []string) error {
 	if err != nil {
 		return err
 	}
-	if stderr {
-		if cfg, err = clientLogsStderr(cfg); err != nil {
-			return err
-		}
-	}
 	base := h.sim().Total
 	p, err := h.changeprop(name, cfg, profile)
 	if err != nil {
 		return err
 	}
 	d := h.watch(p, base, produced(sum), 5*time.Second, 4*time.Minute, nil)
-	if i == 0 && !stderr {
+	if i == 0 {
 		idle(10 * time.Second)
 		h.res.afterRSS = rssKB(p.pid())
 	}
 	p.stop()
-	switch {
-	case profile:
+	if profile {
 		h.res.profiles = append(h.res.profiles, h.perfReport(name, "30 rules, mixed 0.5-4 KB job events", d))
 		return nil
-	case stderr:
-		h.res.cp30stderr = append(h.res.cp30stderr, d)
-	default:
-		h.res.cp30 = append(h.res.cp30, d)
 	}
+	h.res.cp30 = append(h.res.cp30, d)
 	h.logf("changeprop 30 rules %s: %d of %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs, max RSS %d kB",
 		suffix, d.jobs, d.total, d.jobsPerSec(), d.cpuPer1000(), d.maxRSS)
 	return nil
