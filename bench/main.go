@@ -45,6 +45,7 @@ type harness struct {
 	cluster *proc
 	addr    string
 	simProc *proc
+	sim2URL string // a second job runner, for the bare loop beside changeprop
 	simURL  string
 	started time.Time
 	log     *os.File
@@ -161,6 +162,15 @@ func (h *harness) runAll(gotest bool) error {
 	}
 	h.simProc = sim
 	h.simURL = strings.Fields(strings.TrimPrefix(line, "jobrunner-sim: listening on "))[0]
+	if h.phases["throughput"] || h.phases["rules30"] {
+		// The bare loop's own runner for the side-by-side drains.
+		_, line, err := h.start("jobrunner-sim-2", true, h.exe("changeprop"), "jobrunner-sim",
+			"-listen", "127.0.0.1:0", "-latency", h.runnerLatency, "-parse", "lean", "-server", h.runnerServer, "-report", "10s")
+		if err != nil {
+			return err
+		}
+		h.sim2URL = strings.Fields(strings.TrimPrefix(line, "jobrunner-sim: listening on "))[0]
+	}
 
 	for _, ph := range []struct {
 		name string

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,10 @@ type results struct {
 	bare, cp1   []drain
 	cp30        []drain
 	bare30      []drain // the bare loop on the backlog of each cp30 run, just before it
+	sideCP      []drain // changeprop (30 rules) in each side-by-side drain's window
+	sideBare    []drain // the bare loop in the same window
+	side1CP     []drain // the same with one rule, on the one-rule backlog
+	side1Bare   []drain
 	preload1    string
 	preload30   string
 	latency     []latencyRun
@@ -192,6 +197,21 @@ func (h *harness) throughput() error {
 		}
 		h.res.cp1 = append(h.res.cp1, d)
 		h.logf("changeprop 1 rule %d: %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs", i, d.jobs, d.jobsPerSec(), d.cpuPer1000())
+	}
+	for i := range h.reps {
+		suffix := "side1-" + strconv.Itoa(i)
+		cfg, err := h.config("cpbench1-"+suffix, true, "mediawiki.job.refreshLinks")
+		if err != nil {
+			return err
+		}
+		c, b, err := h.together(suffix, cfg, "mediawiki.job.refreshLinks", h.events)
+		if err != nil {
+			return err
+		}
+		if c.jobs > 0 {
+			h.res.side1CP = append(h.res.side1CP, c)
+			h.res.side1Bare = append(h.res.side1Bare, b)
+		}
 	}
 	return nil
 }
@@ -418,7 +438,111 @@ func (h *harness) rules30() error {
 			return err
 		}
 	}
+	for i := range h.reps {
+		if err := h.sideBySide(i, topics); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// sideBySide drains one 30-rule backlog with changeprop and the bare loop
+// at the same time, each answered by a job runner of its own, so that what
+// the machine's speed does in the window falls on both. The window runs
+// from the first sample at which both have answered 5% of the backlog to
+// the first at which either has answered 95%.
+func (h *harness) sideBySide(i int, topics []string) error {
+	suffix := "side-" + strconv.Itoa(i)
+	if err := h.startCluster("cluster-30rules-"+suffix, topics); err != nil {
+		return err
+	}
+	sum, err := h.loadgen("preload-30rules-"+suffix, 5*time.Minute, "-rate", "0",
+		"-n", strconv.FormatInt(h.events, 10), "-delay-rate", "0", "-unique")
+	if err != nil {
+		return err
+	}
+	cfg, err := h.config("cpbench30-"+suffix, false, "")
+	if err != nil {
+		return err
+	}
+	c, b, err := h.together(suffix, cfg, `^mediawiki\.job\..*`, produced(sum))
+	if err != nil || c.jobs == 0 {
+		return err
+	}
+	h.res.sideCP = append(h.res.sideCP, c)
+	h.res.sideBare = append(h.res.sideBare, b)
+	return nil
+}
+
+// together runs changeprop with cfg and the bare loop on topics at the same
+// time, each with a group of its own and answered by a job runner of its
+// own, until both have answered expect jobs, and cuts their samples to the
+// common window (sideWindow). Without a common window both drains are zero.
+func (h *harness) together(suffix, cfg, topics string, expect int64) (c, b drain, err error) {
+	baseCP, baseBare := h.sim().Total, h.simStatsAt(h.sim2URL, false).Total
+	bare, _, err := h.start("bare-"+suffix, false, h.exe("bare"), "-brokers", h.addr,
+		"-topics", topics, "-group", "bare-"+suffix,
+		"-url", h.sim2URL+"/rpc/RunSingleJob.php", "-concurrency", "100")
+	if err != nil {
+		return c, b, err
+	}
+	cp, err := h.changeprop("cp-"+suffix, cfg, false)
+	if err != nil {
+		bare.stop()
+		return c, b, err
+	}
+	var cps, bares []sample
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(4 * time.Minute)
+	for time.Now().Before(deadline) && !cp.exited() && !bare.exited() {
+		<-tick.C
+		now := time.Now()
+		cps = append(cps, sample{at: now, jobs: h.sim().Total - baseCP, cpu: cpuTime(cp.pid())})
+		bares = append(bares, sample{at: now, jobs: h.simStatsAt(h.sim2URL, false).Total - baseBare, cpu: cpuTime(bare.pid())})
+		if cps[len(cps)-1].jobs >= expect && bares[len(bares)-1].jobs >= expect {
+			break
+		}
+	}
+	bare.stop()
+	cp.stop()
+	c, b, ok := sideWindow(cps, bares, expect)
+	if !ok {
+		h.logf("side by side %s: no common window (changeprop answered %d, the bare loop %d of %d)", suffix, c.total, b.total, expect)
+		return drain{}, drain{}, nil
+	}
+	h.logf("side by side %s: %v window; changeprop %d jobs, %.0f per CPU-second; bare loop %d jobs, %.0f per CPU-second",
+		suffix, c.wall.Round(time.Millisecond), c.jobs, c.jobsPerCPUSec(), b.jobs, b.jobsPerCPUSec())
+	return c, b, nil
+}
+
+// sideWindow cuts two series sampled at the same moments to their common
+// window: from the first sample at which both reached 5% of expect to the
+// first at which either reached 95%.
+func sideWindow(a, b []sample, expect int64) (da, db drain, ok bool) {
+	n := min(len(a), len(b))
+	if n > 0 {
+		da.total, db.total = a[n-1].jobs, b[n-1].jobs
+	}
+	lo := slices.IndexFunc(a[:n], func(s sample) bool { return s.jobs >= expect/20 })
+	for lo >= 0 && lo < n && b[lo].jobs < expect/20 {
+		lo++
+	}
+	hi := -1
+	for j := max(lo, 0); j < n; j++ {
+		if a[j].jobs >= expect*19/20 || b[j].jobs >= expect*19/20 {
+			hi = j
+			break
+		}
+	}
+	if lo < 0 || lo >= n || hi <= lo {
+		return da, db, false
+	}
+	cut := func(s []sample, d drain) drain {
+		d.jobs, d.wall, d.cpu = s[hi].jobs-s[lo].jobs, s[hi].at.Sub(s[lo].at), s[hi].cpu-s[lo].cpu
+		return d
+	}
+	return cut(a, da), cut(b, db), true
 }
 
 // drain30 is run i of the 30-rule drain: a fresh cluster, the backlog, the

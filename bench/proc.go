@@ -261,9 +261,11 @@ func (h *harness) sim() simStats { return h.simStats(false) }
 // simLatency reads the counters and the latency percentiles.
 func (h *harness) simLatency() simStats { return h.simStats(true) }
 
-func (h *harness) simStats(percentiles bool) simStats {
+func (h *harness) simStats(percentiles bool) simStats { return h.simStatsAt(h.simURL, percentiles) }
+
+func (h *harness) simStatsAt(url string, percentiles bool) simStats {
 	var s simStats
-	resp, err := httpc.Get(h.simURL + "/_sim/stats?percentiles=" + strconv.FormatBool(percentiles))
+	resp, err := httpc.Get(url + "/_sim/stats?percentiles=" + strconv.FormatBool(percentiles))
 	if err != nil {
 		h.logf("sim stats: %v", err)
 		return s

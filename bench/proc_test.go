@@ -114,3 +114,30 @@ func TestPairRatios(t *testing.T) {
 		t.Errorf("medianOf = %v %v %v", m, lo, hi)
 	}
 }
+
+// TestSideWindow: the side-by-side window starts when both have answered
+// 5% and ends when the first reaches 95%.
+func TestSideWindow(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	mk := func(jobs ...int64) []sample {
+		s := make([]sample, len(jobs))
+		for i, j := range jobs {
+			s[i] = sample{at: t0.Add(time.Duration(i) * time.Second), jobs: j, cpu: time.Duration(j) * time.Millisecond}
+		}
+		return s
+	}
+	//            0  1   2   3   4    5    6
+	a := mk(0, 10, 20, 40, 60, 96, 100)
+	b := mk(0, 2, 10, 30, 50, 70, 90)
+	da, db, ok := sideWindow(a, b, 100)
+	if !ok {
+		t.Fatal("no window")
+	}
+	// both at 5% from sample 2 (b reaches 10 there), a at 95% at sample 5
+	if da.jobs != 76 || db.jobs != 60 || da.wall != 3*time.Second || db.cpu != 60*time.Millisecond || da.total != 100 || db.total != 90 {
+		t.Errorf("window: a %+v, b %+v", da, db)
+	}
+	if _, _, ok := sideWindow(mk(0, 100), mk(0, 1), 100); ok {
+		t.Error("a window where one side never reached 5% before the other finished")
+	}
+}

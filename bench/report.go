@@ -160,6 +160,23 @@ func (h *harness) report() string {
 		m, lo, hi := medianOf(pairRatios(r.cp30, r.bare30))
 		p("\nRatio changeprop with 30 rules / the bare loop on the same backlog just before, jobs per CPU-second, per run: **%.2f** [%.2f–%.2f].\n", m, lo, hi)
 	}
+	side := func(what string, cp, bare []drain) {
+		if len(cp) == 0 {
+			return
+		}
+		c, cl, ch := median(cp, drain.jobsPerCPUSec)
+		b, bl, bh := median(bare, drain.jobsPerCPUSec)
+		m, lo, hi := medianOf(pairRatios(cp, bare))
+		p("| %s | %.0f [%.0f–%.0f] | %.0f [%.0f–%.0f] | **%.2f** [%.2f–%.2f] |\n", what, c, cl, ch, b, bl, bh, m, lo, hi)
+	}
+	if len(r.side1CP)+len(r.sideCP) > 0 {
+		p("\nSide by side: changeprop and the bare loop draining the same backlog at the same time, each with a group of its own\n")
+		p("and answered by a job runner of its own, over the window in which both had answered 5%% and neither 95%%, so that\n")
+		p("the machine's swings fall on both (%d runs each; the 30-rule runs on a fresh backlog each). Jobs per CPU-second:\n\n", h.reps)
+		p("| | changeprop | bare loop | ratio per run |\n|---|---|---|---|\n")
+		side("1 rule (bare loop on the same topic)", r.side1CP, r.side1Bare)
+		side("30 rules (bare loop on every job topic, one consumer)", r.sideCP, r.sideBare)
+	}
 	if len(r.cp30) > 0 {
 		d := r.cp30[0]
 		p("\nIn the 30-rule runs a `refreshLinks` or `htmlCacheUpdate` event is consumed twice (partitioner, then the\n")
