@@ -453,11 +453,7 @@ func (h *harness) rules30() error {
 // the first at which either has answered 95%.
 func (h *harness) sideBySide(i int, topics []string) error {
 	suffix := "side-" + strconv.Itoa(i)
-	if err := h.startCluster("cluster-30rules-"+suffix, topics); err != nil {
-		return err
-	}
-	sum, err := h.loadgen("preload-30rules-"+suffix, 5*time.Minute, "-rate", "0",
-		"-n", strconv.FormatInt(h.events, 10), "-delay-rate", "0", "-unique")
+	sum, err := h.backlog30(suffix, topics)
 	if err != nil {
 		return err
 	}
@@ -545,16 +541,22 @@ func sideWindow(a, b []sample, expect int64) (da, db drain, ok bool) {
 	return cut(a, da), cut(b, db), true
 }
 
+// backlog30 starts a fresh cluster with topics and writes the 30-rule
+// backlog into it; it returns the generator's summary.
+func (h *harness) backlog30(suffix string, topics []string) (string, error) {
+	if err := h.startCluster("cluster-30rules-"+suffix, topics); err != nil {
+		return "", err
+	}
+	return h.loadgen("preload-30rules-"+suffix, 5*time.Minute, "-rate", "0",
+		"-n", strconv.FormatInt(h.events, 10), "-delay-rate", "0", "-unique")
+}
+
 // drain30 is run i of the 30-rule drain: a fresh cluster, the backlog, the
 // bare loop on it (unless profile), then changeprop with jobqueue.yaml,
 // under perf with profile.
 func (h *harness) drain30(i int, profile bool, topics []string) error {
 	suffix := strconv.Itoa(i)
-	if err := h.startCluster("cluster-30rules-"+suffix, topics); err != nil {
-		return err
-	}
-	sum, err := h.loadgen("preload-30rules-"+suffix, 5*time.Minute, "-rate", "0",
-		"-n", strconv.FormatInt(h.events, 10), "-delay-rate", "0", "-unique")
+	sum, err := h.backlog30(suffix, topics)
 	if err != nil {
 		return err
 	}
