@@ -49,8 +49,8 @@ const (
 	// them (100 ms at a time, for as long as the client lives).
 	ClientLogsForward = "forward"
 	// ClientLogsStderr leaves them to librdkafka, which prints its own
-	// lines on standard error: no goroutine per client, a tenth of the
-	// 30-rule process's idle CPU less (docs/benchmarks.md).
+	// lines on standard error: no goroutine per client, and a third to a
+	// half less CPU for an idle 30-rule process (docs/benchmarks.md).
 	ClientLogsStderr = "stderr"
 )
 
