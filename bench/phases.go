@@ -164,17 +164,11 @@ func (h *harness) throughput() error {
 	for i := range runs {
 		profile := h.perf && i == runs-1
 		if !profile {
-			base := h.sim().Total
-			p, _, err := h.start(fmt.Sprintf("bare-%d", i), false, h.exe("bare"), "-brokers", h.addr,
-				"-topics", "mediawiki.job.refreshLinks", "-group", fmt.Sprintf("bare-%d", i),
-				"-url", h.simURL+"/rpc/RunSingleJob.php", "-concurrency", "100")
+			d, err := h.drainBare(fmt.Sprintf("bare-%d", i), "mediawiki.job.refreshLinks", h.events)
 			if err != nil {
 				return err
 			}
-			d := h.watch(p, base, h.events, 5*time.Second, 3*time.Minute, nil)
-			p.stop()
 			h.res.bare = append(h.res.bare, d)
-			h.logf("bare %d: %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs", i, d.jobs, d.jobsPerSec(), d.cpuPer1000())
 		}
 		name := fmt.Sprintf("cp1-%d", i)
 		if profile {
@@ -297,8 +291,7 @@ func (h *harness) latencyAt(rate int) error {
 			p, err = h.changeprop("cp1-latency", cfg, false)
 		} else {
 			jobType, topic = "cirrusSearchLinksUpdate", "mediawiki.job.cirrusSearchLinksUpdate"
-			p, _, err = h.start("bare-latency", false, h.exe("bare"), "-brokers", h.addr, "-topics", topic,
-				"-group", "bare-latency", "-url", h.simURL+"/rpc/RunSingleJob.php", "-concurrency", "100")
+			p, err = h.startBare("bare-latency", topic, h.simURL)
 		}
 		if err != nil {
 			return err
@@ -404,7 +397,7 @@ func (h *harness) rules30() error {
 		if stderr {
 			name = "cp30-idle-stderr"
 		}
-		cfg, err := h.config("cpbench30idle-"+name, false, "")
+		cfg, err := h.config("cpbench"+strings.TrimPrefix(name, "cp"), false, "")
 		if err == nil && stderr {
 			cfg, err = clientLogsStderr(cfg)
 		}
@@ -476,9 +469,7 @@ func (h *harness) sideBySide(i int, topics []string) error {
 // common window (sideWindow). Without a common window both drains are zero.
 func (h *harness) together(suffix, cfg, topics string, expect int64) (c, b drain, err error) {
 	baseCP, baseBare := h.sim().Total, h.simStatsAt(h.sim2URL, false).Total
-	bare, _, err := h.start("bare-"+suffix, false, h.exe("bare"), "-brokers", h.addr,
-		"-topics", topics, "-group", "bare-"+suffix,
-		"-url", h.sim2URL+"/rpc/RunSingleJob.php", "-concurrency", "100")
+	bare, err := h.startBare("bare-"+suffix, topics, h.sim2URL)
 	if err != nil {
 		return c, b, err
 	}
@@ -541,6 +532,29 @@ func sideWindow(a, b []sample, expect int64) (da, db drain, ok bool) {
 	return cut(a, da), cut(b, db), true
 }
 
+// startBare starts the bare loop as name (its consumer group too) on
+// topics (a list, or a ^regex), posting to the job runner at sim with 100
+// requests in flight.
+func (h *harness) startBare(name, topics, sim string) (*proc, error) {
+	p, _, err := h.start(name, false, h.exe("bare"), "-brokers", h.addr, "-topics", topics, "-group", name,
+		"-url", sim+"/rpc/RunSingleJob.php", "-concurrency", "100")
+	return p, err
+}
+
+// drainBare runs the bare loop on topics until the job runner has answered
+// expect jobs more, and measures it.
+func (h *harness) drainBare(name, topics string, expect int64) (drain, error) {
+	base := h.sim().Total
+	p, err := h.startBare(name, topics, h.simURL)
+	if err != nil {
+		return drain{}, err
+	}
+	d := h.watch(p, base, expect, 5*time.Second, 3*time.Minute, nil)
+	p.stop()
+	h.logf("%s: %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs", name, d.jobs, d.jobsPerSec(), d.cpuPer1000())
+	return d, nil
+}
+
 // backlog30 starts a fresh cluster with topics and writes the 30-rule
 // backlog into it; it returns the generator's summary.
 func (h *harness) backlog30(suffix string, topics []string) (string, error) {
@@ -565,17 +579,11 @@ func (h *harness) drain30(i int, profile bool, topics []string) error {
 		// The bare loop reads the same backlog first, with a group of its
 		// own: the machine's speed drifts over a bench, so the 30 rules
 		// are compared with a bare loop measured beside them.
-		base := h.sim().Total
-		p, _, err := h.start("bare30-"+suffix, false, h.exe("bare"), "-brokers", h.addr,
-			"-topics", `^mediawiki\.job\..*`, "-group", "bare30-"+suffix,
-			"-url", h.simURL+"/rpc/RunSingleJob.php", "-concurrency", "100")
+		d, err := h.drainBare("bare30-"+suffix, `^mediawiki\.job\..*`, produced(sum))
 		if err != nil {
 			return err
 		}
-		d := h.watch(p, base, produced(sum), 5*time.Second, 3*time.Minute, nil)
-		p.stop()
 		h.res.bare30 = append(h.res.bare30, d)
-		h.logf("bare on the 30-rule backlog %s: %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs", suffix, d.jobs, d.jobsPerSec(), d.cpuPer1000())
 	}
 	name := "cp30-" + suffix
 	if profile {
