@@ -40,6 +40,7 @@ type harness struct {
 	segmentBytes    int    // -cluster-segment-bytes: the cluster's log.segment.bytes; 0: its default
 	perf            bool
 	measuredEnv     []string // -env: added to the environment of changeprop run and the bare loop
+	rulesFile       string   // -rules-config: the config the runs are made of; "" is jobqueueYAML
 
 	procs   []*proc
 	cluster *proc
@@ -81,6 +82,7 @@ func main() {
 		h.measuredEnv = append(h.measuredEnv, v)
 		return nil
 	})
+	flag.StringVar(&h.rulesFile, "rules-config", "", "config the runs are made of instead of "+jobqueueYAML+", for comparing (e.g. a variant without its partitioner rules); it must keep that file's shape: service_name cpjobqueue, brokers, jobrunner.svc:9005, listen, kafka.consumer and commit_interval")
 	flag.BoolVar(&h.perf, "perf", true, "profile with perf record (when perf is installed)")
 	gotest := flag.Bool("gotest", true, "run the go test -bench hot-path benchmarks")
 	phases := flag.String("phases", "throughput,latency,rules30,backlog", "end-to-end phases to run, comma-separated (a report of fewer is for comparing, not for docs/)")

@@ -68,8 +68,21 @@ type backlogRun struct {
 	loadgenTime time.Duration
 }
 
-// The job rule used for one-rule runs.
+// jobqueueYAML is the production-shaped config the runs are made of
+// (-rules-config replaces it, for comparing).
 const jobqueueYAML = "rules/testdata/jobqueue.yaml"
+
+// rulesConfig is the path of the config the runs are made of.
+func (h *harness) rulesConfig() string {
+	p := h.rulesFile
+	if p == "" {
+		p = jobqueueYAML
+	}
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(h.root, p)
+}
 
 // config turns the production-shaped jobqueue.yaml into one for this
 // cluster and job runner: brokers and job runner substituted, consumers
@@ -79,7 +92,7 @@ const jobqueueYAML = "rules/testdata/jobqueue.yaml"
 // section removed (dedupe in the process). With oneRule, the
 // rules are replaced by a single job rule for topic.
 func (h *harness) config(service string, oneRule bool, topic string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(h.root, jobqueueYAML))
+	b, err := os.ReadFile(h.rulesConfig())
 	if err != nil {
 		return "", err
 	}
@@ -93,7 +106,7 @@ func (h *harness) config(service string, oneRule bool, topic string) (string, er
 		{"listen: 127.0.0.1:7200", "listen: 127.0.0.1:0"},
 	} {
 		if !strings.Contains(s, r.old) {
-			return "", fmt.Errorf("%s no longer contains %q: update bench/phases.go", jobqueueYAML, r.old)
+			return "", fmt.Errorf("%s no longer contains %q: update bench/phases.go", h.rulesConfig(), r.old)
 		}
 		s = strings.ReplaceAll(s, r.old, r.new)
 	}
@@ -103,7 +116,7 @@ func (h *harness) config(service string, oneRule bool, topic string) (string, er
 	if oneRule {
 		i := strings.Index(s, "\nrules:\n")
 		if i < 0 {
-			return "", fmt.Errorf("%s has no rules: section", jobqueueYAML)
+			return "", fmt.Errorf("%s has no rules: section", h.rulesConfig())
 		}
 		s = s[:i] + "\nrules:\n  job:\n    topic: " + topic + "\n    concurrency: 100\n"
 	}
@@ -113,7 +126,7 @@ func (h *harness) config(service string, oneRule bool, topic string) (string, er
 // configTopics are the plain topics of jobqueue.yaml: the partitioned
 // ones get 8 partitions (partition_map goes up to 7), the others 4.
 func (h *harness) configTopics() ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(h.root, jobqueueYAML))
+	b, err := os.ReadFile(h.rulesConfig())
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,11 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,6 +102,52 @@ func TestBenchConfigs(t *testing.T) {
 	}
 	if _, err := clientLogsStderr("kafka: {brokers: b}\n"); err == nil {
 		t.Error("a config without kafka.commit_interval: no error")
+	}
+}
+
+// TestRulesConfig: -rules-config replaces jobqueue.yaml in the configs and
+// in the topics of the 30-rule clusters; here a variant whose two job types
+// are read where they are produced, without partitioner rules.
+func TestRulesConfig(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", jobqueueYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := regexp.MustCompile(`(?m)^  \w+Partitioner:\n(    .*\n)+`).ReplaceAllString(string(b), "")
+	s = strings.ReplaceAll(s, "topic: cpjobqueue.partitioned.", "topic: ")
+	variant := filepath.Join(t.TempDir(), "nopartitioners.yaml")
+	if err := os.WriteFile(variant, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file        string
+		rules       int
+		partitioned bool
+	}{
+		{"", 30, true},
+		{variant, 28, false},
+	} {
+		h := &harness{root: "..", addr: "127.0.0.1:1", simURL: "http://127.0.0.1:2", rulesFile: tc.file}
+		cfg, err := h.config("cpbench30-0", false, "")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.file, err)
+		}
+		c, err := rules.Load([]byte(cfg), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.file, err)
+		}
+		topics, err := h.configTopics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hasPartitioned := slices.Contains(topics, "cpjobqueue.partitioned.mediawiki.job.refreshLinks:8")
+		if len(c.Rules) != tc.rules || hasPartitioned != tc.partitioned || !slices.Contains(topics, "mediawiki.job.refreshLinks") {
+			t.Errorf("%q: %d rules, topics %v", tc.file, len(c.Rules), topics)
+		}
+	}
+	h := &harness{root: "..", rulesFile: filepath.Join(t.TempDir(), "missing.yaml")}
+	if _, err := h.config("x", false, ""); err == nil {
+		t.Error("a missing -rules-config: no error")
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"os"
 	"os/exec"
@@ -103,7 +104,10 @@ func (h *harness) report() string {
 	if len(h.measuredEnv) > 0 {
 		p("The measured processes ran with `%s` in their environment (`-env`): a comparison, not the defaults.\n\n", strings.Join(h.measuredEnv, " "))
 	}
-	p("The configs are `%s` with the brokers, the job runner (`jobrunner.svc:9005`) and `listen`\n", jobqueueYAML)
+	if h.rulesFile != "" {
+		p("The runs are made of `%s` (`-rules-config`): a comparison, not the production-shaped config.\n\n", h.rulesFile)
+	}
+	p("The configs are `%s` with the brokers, the job runner (`jobrunner.svc:9005`) and `listen`\n", cmp.Or(h.rulesFile, jobqueueYAML))
 	p("substituted, `auto.offset.reset: earliest` added (the backlog is written before the groups exist)\n")
 	p("`rate_limit` removed (cdnPurge's 500/s would set the 30-rule throughput) and `redis` removed (dedupe in the process). The one-rule config\n")
 	p("keeps that file's `kafka` and `defaults` and has one rule on `mediawiki.job.refreshLinks`, concurrency\n")
