@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -74,10 +75,7 @@ const jobqueueYAML = "rules/testdata/jobqueue.yaml"
 
 // rulesConfig is the path of the config the runs are made of.
 func (h *harness) rulesConfig() string {
-	p := h.rulesFile
-	if p == "" {
-		p = jobqueueYAML
-	}
+	p := cmp.Or(h.rulesFile, jobqueueYAML)
 	if filepath.IsAbs(p) {
 		return p
 	}
