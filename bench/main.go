@@ -30,6 +30,7 @@ type harness struct {
 	phases          map[string]bool // end-to-end phases to run (-phases)
 	events          int64
 	reps            int
+	sideReps        int
 	backlog         int64
 	backlogWatch    time.Duration
 	latencyFor      time.Duration
@@ -60,6 +61,7 @@ func main() {
 	flag.StringVar(&h.work, "work", "", "directory for logs and profiles (default: a new temporary directory)")
 	flag.Int64Var(&h.events, "events", 100_000, "backlog of each throughput run")
 	flag.IntVar(&h.reps, "reps", 2, "runs of each throughput measurement")
+	flag.IntVar(&h.sideReps, "side-reps", 5, "runs of each side-by-side measurement (changeprop and the bare loop at the same time)")
 	flag.Int64Var(&h.backlog, "backlog", 1_000_000, "events of the backlog run")
 	flag.DurationVar(&h.backlogWatch, "backlog-watch", 60*time.Second, "how long to watch the backlog drain")
 	flag.DurationVar(&h.latencyFor, "latency-duration", 20*time.Second, "length of each latency run")

@@ -203,7 +203,7 @@ func (h *harness) throughput() error {
 		h.res.cp1 = append(h.res.cp1, d)
 		h.logf("changeprop 1 rule %d: %d jobs in window, %.0f jobs/s, %.3f CPU-s per 1000 jobs", i, d.jobs, d.jobsPerSec(), d.cpuPer1000())
 	}
-	for i := range h.reps {
+	for i := range h.sideReps {
 		suffix := "side1-" + strconv.Itoa(i)
 		cfg, err := h.config("cpbench1-"+suffix, true, "mediawiki.job.refreshLinks")
 		if err != nil {
@@ -442,7 +442,7 @@ func (h *harness) rules30() error {
 			return err
 		}
 	}
-	for i := range h.reps {
+	for i := range h.sideReps {
 		if err := h.sideBySide(i, topics); err != nil {
 			return err
 		}

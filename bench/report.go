@@ -190,7 +190,7 @@ func (h *harness) report() string {
 	if len(r.side1CP)+len(r.sideCP) > 0 {
 		p("\nSide by side: changeprop and the bare loop draining the same backlog at the same time, each with a group of its own\n")
 		p("and answered by a job runner of its own, over the window in which both had answered 5%% and neither 95%%, so that\n")
-		p("the machine's swings fall on both (%d runs each; the 30-rule runs on a fresh backlog each). Jobs per CPU-second:\n\n", h.reps)
+		p("the machine's swings fall on both (%d runs each; the 30-rule runs on a fresh backlog each). Jobs per CPU-second:\n\n", h.sideReps)
 		p("| | changeprop | bare loop | ratio per run |\n|---|---|---|---|\n")
 		side("1 rule (bare loop on the same topic)", r.side1CP, r.side1Bare)
 		side("30 rules (bare loop on every job topic, one consumer)", r.sideCP, r.sideBare)
