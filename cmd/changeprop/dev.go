@@ -137,8 +137,8 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	wg.Wait()
 	p := svc.progress()
 	elapsed := time.Since(start)
-	fmt.Fprintf(stdout, "summary: %d jobs done in %.1fs (%.0f jobs/s): %d succeeded, %d on the error topic; %d retries; job runner answered %d requests, at most %d at once\n",
-		p.finished, elapsed.Seconds(), float64(p.finished)/elapsed.Seconds(), p.finished-p.failed, p.failed, p.retried, runner.Count(), runner.MaxConcurrent())
+	fmt.Fprintf(stdout, "summary: %d jobs done in %.1fs (%.0f jobs/s): %d succeeded, %d duplicates skipped, %d ignored, %d on the error topic; %d retries; job runner answered %d requests, at most %d at once\n",
+		p.finished, elapsed.Seconds(), float64(p.finished)/elapsed.Seconds(), p.done, p.deduped, p.ignored, p.failed, p.retried, runner.Count(), runner.MaxConcurrent())
 	if svcErr != nil {
 		fmt.Fprintln(stderr, svcErr)
 		return 1
@@ -195,6 +195,10 @@ func jobBatch(gen *testkit.JobGen, n int) []testkit.Record {
 // progress sums every rule's counters.
 type progress struct {
 	consumed, finished, retried, failed, inflight, lag int64
+	// Of finished: done (the job runner succeeded, perhaps after
+	// retries), deduped (a duplicate of a job done, not run again) and
+	// ignored (an answer the rule ignores); the rest is failed.
+	done, deduped, ignored int64
 }
 
 func (s *service) progress() progress {
@@ -204,7 +208,11 @@ func (s *service) progress() progress {
 		p.consumed += st.Consumed.Load()
 		// Done, ignored, failed for good or a duplicate of one done: jobs
 		// at their end. A retried job counts when its retry ends.
-		p.finished += st.Done.Load() + st.Ignored.Load() + st.Failed.Load() + st.Deduped.Load()
+		done, ignored, deduped := st.Done.Load(), st.Ignored.Load(), st.Deduped.Load()
+		p.finished += done + ignored + st.Failed.Load() + deduped
+		p.done += done
+		p.deduped += deduped
+		p.ignored += ignored
 		p.failed += st.Failed.Load()
 		p.retried += st.Retried.Load()
 		p.inflight += st.InFlight.Load()

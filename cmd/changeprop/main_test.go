@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -213,9 +214,22 @@ func TestDevRunsJobsAndExits(t *testing.T) {
 	if !regexp.MustCompile(`Kafka-protocol cluster at 127\.0\.0\.1:\d+`).MatchString(out) {
 		t.Errorf("no broker address in:\n%s", out)
 	}
-	m := regexp.MustCompile(`summary: (\d+) jobs done`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`summary: (\d+) jobs done in .*: (\d+) succeeded, (\d+) duplicates skipped, (\d+) ignored, (\d+) on the error topic; (\d+) retries; job runner answered (\d+) requests`).FindStringSubmatch(out)
 	if m == nil || m[1] != "2000" {
 		t.Fatalf("summary does not report 2000 jobs done:\n%s", out)
+	}
+	n := make([]int, len(m))
+	for i, s := range m[1:] {
+		n[i+1], _ = strconv.Atoi(s)
+	}
+	done, succeeded, deduped, ignored, failed, retries, answered := n[1], n[2], n[3], n[4], n[5], n[6], n[7]
+	if succeeded+deduped+ignored+failed != done {
+		t.Errorf("succeeded %d + duplicates %d + ignored %d + failed %d != done %d", succeeded, deduped, ignored, failed, done)
+	}
+	// Every job that succeeded or was ignored (an answer) and every retry
+	// of one was a request; a duplicate skipped was not.
+	if answered < succeeded+ignored || answered > done-deduped+retries {
+		t.Errorf("job runner answered %d requests; want between %d and %d", answered, succeeded+ignored, done-deduped+retries)
 	}
 }
 
