@@ -208,12 +208,12 @@ func (s *service) progress() progress {
 		p.consumed += st.Consumed.Load()
 		// Done, ignored, failed for good or a duplicate of one done: jobs
 		// at their end. A retried job counts when its retry ends.
-		done, ignored, deduped := st.Done.Load(), st.Ignored.Load(), st.Deduped.Load()
-		p.finished += done + ignored + st.Failed.Load() + deduped
+		done, ignored, failed, deduped := st.Done.Load(), st.Ignored.Load(), st.Failed.Load(), st.Deduped.Load()
+		p.finished += done + ignored + failed + deduped
 		p.done += done
 		p.deduped += deduped
 		p.ignored += ignored
-		p.failed += st.Failed.Load()
+		p.failed += failed
 		p.retried += st.Retried.Load()
 		p.inflight += st.InFlight.Load()
 		p.lag += st.Lag.Load()
