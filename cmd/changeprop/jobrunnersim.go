@@ -35,9 +35,11 @@ import (
 // as JSON, with the p99 of each 250 ms of receipts (median and worst
 // window: a tail in bursts or spread); ?percentiles=false leaves the
 // percentiles out, for polling while a benchmark runs (they cost tens of
-// milliseconds of CPU per 400,000 samples). POST /_sim/reset clears the
-// latency samples and the concurrency maxima. Every other path is the job
-// runner.
+// milliseconds of CPU per 400,000 samples). GET /_sim/samples returns the
+// kept samples, {"samples":[[receipt, added], ...]} in order of receipt,
+// both in microseconds (receipt since the Unix epoch), for finding when a
+// tail was made. POST /_sim/reset clears the latency
+// samples and the concurrency maxima. Every other path is the job runner.
 func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("jobrunner-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -303,6 +305,8 @@ func (s *jobSim) control(path, rawQuery string) (answer, bool) {
 		}
 		b, _ := json.Marshal(st)
 		return answer{status: http.StatusOK, body: string(b)}, true
+	case "/_sim/samples":
+		return answer{status: http.StatusOK, body: s.sampleList()}, true
 	case "/_sim/reset":
 		s.reset()
 		return answer{status: http.StatusNoContent}, true
@@ -520,6 +524,28 @@ func (s *jobSim) snapshot() simStats {
 	s.mu.Unlock()
 	st.AddedLatency = percentiles(samples)
 	return st
+}
+
+// sampleList writes the kept samples in order of receipt as the JSON of
+// /_sim/samples.
+func (s *jobSim) sampleList() string {
+	s.mu.Lock()
+	samples := slices.Clone(s.added)
+	s.mu.Unlock()
+	slices.SortFunc(samples, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
+	b := make([]byte, 0, 16+26*len(samples))
+	b = append(b, `{"samples":[`...)
+	for i, x := range samples {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, x.at/int64(time.Microsecond), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, x.d.Microseconds(), 10)
+		b = append(b, ']')
+	}
+	return string(append(b, "]}"...))
 }
 
 // counters reads the counters alone, without the percentiles, which cost

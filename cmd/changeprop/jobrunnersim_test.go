@@ -210,6 +210,44 @@ func TestSimCountersWithoutPercentiles(t *testing.T) {
 	}
 }
 
+// TestSimSamples: /_sim/samples lists every kept sample in order of
+// receipt, in microseconds, on both servers.
+func TestSimSamples(t *testing.T) {
+	sim := newJobSim(latencyDist{}, 0, 0, true)
+	t0 := time.UnixMicro(1_800_000_000_000_000)
+	sim.sample(t0.Add(2*time.Millisecond), 1500*time.Microsecond)
+	sim.sample(t0, 40*time.Millisecond)
+	sim.sample(t0.Add(time.Millisecond), 3*time.Microsecond)
+	want := [][2]int64{{1_800_000_000_000_000, 40_000}, {1_800_000_000_001_000, 3}, {1_800_000_000_002_000, 1500}}
+	for _, server := range simServers {
+		base := startSim(t, sim, server)
+		resp, err := http.Get(base + "/_sim/samples")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ Samples [][2]int64 }
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", server, err)
+		}
+		if !slices.Equal(got.Samples, want) {
+			t.Errorf("%s: samples %v, want %v", server, got.Samples, want)
+		}
+	}
+	sim.reset()
+	base := startSim(t, sim, simServers[0])
+	resp, err := http.Get(base + "/_sim/samples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := strings.TrimSpace(string(b)); got != `{"samples":[]}` {
+		t.Errorf("after reset: %s", got)
+	}
+}
+
 // TestPercentilesWindows: a burst shows in the worst window's p99 and not
 // in the median's. Ten windows of 200 jobs at 2 ms, received out of order;
 // the fourth also has 10 jobs at 300 ms.
