@@ -38,8 +38,8 @@ import (
 // milliseconds of CPU per 400,000 samples). GET /_sim/samples returns the
 // kept samples, {"samples":[[receipt, added], ...]} in order of receipt,
 // both in microseconds (receipt since the Unix epoch), for finding when a
-// tail was made. POST /_sim/reset clears the latency
-// samples and the concurrency maxima. Every other path is the job runner.
+// tail was made. POST /_sim/reset clears the latency samples and the
+// concurrency maxima. Every other path is the job runner.
 func cmdJobRunnerSim(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("jobrunner-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
