@@ -519,19 +519,21 @@ const (
 // snapshot reads the counters and the added latency's percentiles.
 func (s *jobSim) snapshot() simStats {
 	st := s.counters(false)
-	s.mu.Lock()
-	samples := slices.Clone(s.added)
-	s.mu.Unlock()
-	st.AddedLatency = percentiles(samples)
+	st.AddedLatency = percentiles(s.keptSamples())
 	return st
+}
+
+// keptSamples copies the kept samples, which the handlers append to.
+func (s *jobSim) keptSamples() []sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.added)
 }
 
 // sampleList writes the kept samples in order of receipt as the JSON of
 // /_sim/samples.
 func (s *jobSim) sampleList() string {
-	s.mu.Lock()
-	samples := slices.Clone(s.added)
-	s.mu.Unlock()
+	samples := s.keptSamples()
 	slices.SortFunc(samples, func(a, b sample) int { return cmp.Compare(a.at, b.at) })
 	b := make([]byte, 0, 16+26*len(samples))
 	b = append(b, `{"samples":[`...)
