@@ -371,11 +371,12 @@ type conn struct {
 	// A plain TCP connection's raw form, for writeAwaiting, and what
 	// writeAwaiting keeps while it writes; nil rc: TLS, written the
 	// usual way.
-	rc    syscall.RawConn
-	step  func(fd uintptr) bool // c.writeStep
-	out   []byte                // what is left to write
-	wrote bool                  // the write was tried
-	werr  error                 // and failed
+	rc     syscall.RawConn
+	step   func(fd uintptr) bool // c.writeStep
+	out    []byte                // what is left to write
+	outBuf *[]byte               // out's buffer, for requestBufs
+	wrote  bool                  // the write was tried
+	werr   error                 // and failed
 
 	// The cancellation of a request's context interrupts its exchange.
 	// The connection registers for the cancellation of the context it

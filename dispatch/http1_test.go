@@ -354,7 +354,7 @@ func TestHTTPSenderWriteAwaiting(t *testing.T) {
 	}
 	req := "POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
 	start := time.Now()
-	if err := c.writeAwaiting([]byte(req)); err != nil {
+	if err := c.writeAwaiting([]byte(req), new([]byte)); err != nil {
 		t.Fatal(err)
 	}
 	if waited := time.Since(start); waited < 25*time.Millisecond {
@@ -416,7 +416,7 @@ func TestHTTPSenderWriteAwaitingFullSocket(t *testing.T) {
 	}
 	body := bytes.Repeat([]byte("x"), 15000)
 	head := fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(body))
-	if err := c.writeAwaiting(append([]byte(head), body...)); err != nil {
+	if err := c.writeAwaiting(append([]byte(head), body...), new([]byte)); err != nil {
 		t.Fatal(err)
 	}
 	if !c.wrote {
