@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"changeprop/rules"
@@ -144,91 +143,23 @@ func (c *conn) roundTrip(ctx context.Context, req *rules.Request, t *target, hos
 		requestBufs.Put(bp)
 		return nil, false, err
 	}
-	inline := req.Body == nil || len(head)+len(req.Body) <= keptBuffer
-	if inline {
+	if req.Body != nil && len(head)+len(req.Body) <= keptBuffer {
 		head = append(head, req.Body...)
-	}
-	if cap(head) <= keptBuffer {
-		*bp = head[:0] // what goes back to requestBufs once written
-	}
-	switch {
-	case inline && c.rc != nil && c.br.Buffered() == 0:
-		err = c.writeAwaiting(head, bp) // gives bp back
-	case inline:
 		_, err = c.nc.Write(head)
-		requestBufs.Put(bp)
-	default:
+	} else if req.Body != nil {
 		bufs := net.Buffers{head, req.Body}
 		_, err = bufs.WriteTo(c.nc)
-		requestBufs.Put(bp)
+	} else {
+		_, err = c.nc.Write(head)
 	}
+	if cap(head) <= keptBuffer {
+		*bp = head[:0]
+	}
+	requestBufs.Put(bp)
 	if err != nil {
 		return nil, false, fmt.Errorf("write request: %w", err)
 	}
 	return c.readResponse(req.Method == http.MethodHead, max(req.ResponseLimit, MaxBodyExcerpt))
-}
-
-// writeAwaiting writes b, a whole request, so that the wait for its
-// answer needs no read first. Go's poller tries a read before it waits, and
-// right after a request the answer is not there yet: a read per exchange
-// that finds nothing (EAGAIN), a system call, 1.4-1.5 µs on the virtual
-// machines of docs/benchmarks.md. Here the write runs inside the connection's raw read,
-// after the poller has cleared the socket's readiness and before it waits,
-// so the wait ends at the answer's arrival however soon it comes, and the
-// read that follows finds it. What the socket does not take at once is
-// written the usual way. A wait that fails (the deadline passed, the
-// exchange was cancelled, the connection closed) is not reported here: the
-// read that follows fails the same way.
-//
-// b is in the request buffer bp, which goes back to requestBufs as soon as
-// b is written, not after the answer: a buffer per request in flight
-// would be held through every wait (4-8 MB more heap with the 30-rule
-// config under load).
-func (c *conn) writeAwaiting(b []byte, bp *[]byte) error {
-	c.out, c.outBuf, c.wrote, c.werr = b, bp, false, nil
-	_ = c.rc.Read(c.step)
-	rest, wrote, err := c.out, c.wrote, c.werr
-	c.out, c.werr = nil, nil
-	if err == nil && (!wrote || len(rest) > 0) {
-		// Nothing written (the raw read failed first: the usual write
-		// reports why), or the socket's buffer is full.
-		_, err = c.nc.Write(rest)
-	}
-	if c.outBuf != nil {
-		requestBufs.Put(c.outBuf)
-		c.outBuf = nil
-	}
-	return err
-}
-
-// writeStep is the function writeAwaiting gives the raw read (as c.step,
-// made once per connection). Its first call writes, and asks to wait
-// when all was written; a later call comes when the socket is readable.
-func (c *conn) writeStep(fd uintptr) bool {
-	if c.wrote {
-		return true
-	}
-	c.wrote = true
-	for len(c.out) > 0 {
-		n, err := syscall.Write(int(fd), c.out)
-		if n > 0 {
-			c.out = c.out[n:]
-		}
-		switch {
-		case err == syscall.EINTR:
-		case err == syscall.EAGAIN:
-			return true
-		case err != nil:
-			c.werr = os.NewSyscallError("write", err)
-			return true
-		case n == 0:
-			c.werr = io.ErrShortWrite
-			return true
-		}
-	}
-	requestBufs.Put(c.outBuf)
-	c.out, c.outBuf = nil, nil
-	return false
 }
 
 // aLongTimeAgo is a deadline that has passed: it interrupts a blocked read

@@ -346,12 +346,6 @@ func (p *connPool) dial(ctx context.Context, deadline time.Time) (*conn, error) 
 		nc = tc
 	}
 	c := &conn{nc: nc, raw: raw, pool: p}
-	if sc, ok := raw.(syscall.Conn); ok && p.tls == nil {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc = rc
-			c.step = c.writeStep
-		}
-	}
 	c.limit.r = nc
 	c.br = newBufReader(&c.limit)
 	return c, nil
@@ -367,16 +361,6 @@ type conn struct {
 	br        *bufio.Reader
 	head      []byte // scratch for the response head, reused
 	idleSince time.Time
-
-	// A plain TCP connection's raw form, for writeAwaiting, and what
-	// writeAwaiting keeps while it writes; nil rc: TLS, written the
-	// usual way.
-	rc     syscall.RawConn
-	step   func(fd uintptr) bool // c.writeStep
-	out    []byte                // what is left to write
-	outBuf *[]byte               // out's buffer, for requestBufs
-	wrote  bool                  // the write was tried
-	werr   error                 // and failed
 
 	// The cancellation of a request's context interrupts its exchange.
 	// The connection registers for the cancellation of the context it
