@@ -335,15 +335,9 @@ func TestHTTPSenderStaleConnection(t *testing.T) {
 	if _, err := s.Send(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	tgt, _ := parseTarget(srv.url())
-	p := s.pool(&tgt)
 	// Wait until the close has reached us, then age the idle connection
 	// past the stale check.
-	waitUntil(t, "condition", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return len(p.idle) == 1 && !p.idle[0].alive()
-	})
+	p := awaitClosedIdle(t, s, srv.url())
 	p.mu.Lock()
 	p.idle[0].idleSince = time.Now().Add(-2 * staleCheck)
 	p.mu.Unlock()
@@ -355,13 +349,27 @@ func TestHTTPSenderStaleConnection(t *testing.T) {
 	}
 }
 
+// awaitClosedIdle waits until the pool of url holds one idle connection
+// and the server's close of it has reached us, and returns the pool.
+func awaitClosedIdle(t *testing.T, s *HTTPSender, url string) *connPool {
+	t.Helper()
+	tgt, _ := parseTarget(url)
+	p := s.pool(&tgt)
+	waitUntil(t, "the server's close of the idle connection", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.idle) == 1 && !p.idle[0].alive()
+	})
+	return p
+}
+
 // TestHTTPSenderHalfClosedConnection: a server that stops the way a
 // graceful stop does (a half-close of the idle keep-alive connection, then
 // reading and dropping what comes) gives the next request on it an error
 // at once, not a wait for its timeout. The read right after the request
 // finds the end of stream that came while the connection was idle; a client
 // that skipped it and waited for the answer's arrival would wait until the
-// deadline (docs/benchmarks.md, "Tried, not kept: no read after the request").
+// deadline (docs/benchmarks.md, "Tried, not kept: no read right after the request").
 func TestHTTPSenderHalfClosedConnection(t *testing.T) {
 	srv := newRawServer(t, func(r *bufio.Reader, w net.Conn, _ string) bool {
 		_, _ = io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
@@ -374,13 +382,7 @@ func TestHTTPSenderHalfClosedConnection(t *testing.T) {
 	if _, err := s.Send(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	tgt, _ := parseTarget(srv.url())
-	p := s.pool(&tgt)
-	waitUntil(t, "the half-close to arrive", func() bool {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return len(p.idle) == 1 && !p.idle[0].alive()
-	})
+	awaitClosedIdle(t, s, srv.url())
 	start := time.Now()
 	_, err := s.Send(context.Background(), req)
 	if err == nil || errors.Is(err, context.DeadlineExceeded) {
