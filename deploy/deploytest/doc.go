@@ -8,7 +8,9 @@
 // config must pass rules.Load. The metric names of the Grafana dashboards
 // (deploy/grafana) and of the alert rules (deploy/prometheus) must be
 // metrics the service registers, with the labels it gives them. The kind
-// manifests (deploy/kind) decode strictly too.
+// manifests (deploy/kind) decode strictly too. docs/operations.md's metrics
+// and endpoints tables must list exactly what the service registers and
+// serves.
 //
 //	go test ./deploy/...
 package deploytest
