@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/changeprop
 export CGO_ENABLED = 1
 
-.PHONY: run test build vet bench test-deps docker clean fuzz fuzz-short vulncheck
+.PHONY: run test build vet bench test-deps docker docker-smoke clean fuzz fuzz-short vulncheck
 
 ## run: everything on this machine: embedded Kafka-protocol cluster, simulated job runner, sample rules
 run:
@@ -64,6 +64,11 @@ test-deps:
 
 docker:
 	docker build -t changeprop:dev .
+
+# The image run as the Helm chart runs it (non-root, read-only root):
+# `changeprop dev` inside it, then its entrypoint against a host cluster.
+docker-smoke:
+	deploy/docker/smoke.sh changeprop:dev
 
 clean:
 	rm -rf bin
