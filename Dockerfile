@@ -1,5 +1,5 @@
 # Build: cgo, with the librdkafka that confluent-kafka-go bundles (glibc).
-FROM golang:1.26-bookworm AS build
+FROM golang:1.27-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -1,4 +1,9 @@
 # changeprop: the two commands are `make run` and `make test`.
+# Go 1.27.3 (the go command fetches it through the module proxy on first use):
+# Go 1.26.8's standard library has vulnerabilities that reach changeprop's
+# code (net/http, crypto/x509, crypto/tls; make vulncheck). Override with
+# make GOTOOLCHAIN=...
+export GOTOOLCHAIN ?= go1.27.3
 GO      ?= go
 BIN     ?= bin/changeprop
 export CGO_ENABLED = 1

@@ -2,6 +2,8 @@ module changeprop
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
 	github.com/prometheus/client_golang v1.25.0
