@@ -5,11 +5,11 @@ import (
 	"testing"
 )
 
-// TestScripts checks deploy/kind/run.sh and deploy/docker/smoke.sh without
-// running them (they need Docker, and kind): bash parses them, and
-// shellcheck, when installed, finds nothing.
+// TestScripts checks the shell scripts without running them (deploy's need
+// Docker, and kind; .ci's are what make test and CI run): bash parses them,
+// and shellcheck, when installed, finds nothing.
 func TestScripts(t *testing.T) {
-	for _, script := range []string{"../kind/run.sh", "../docker/smoke.sh"} {
+	for _, script := range []string{"../kind/run.sh", "../docker/smoke.sh", "../../.ci/run", "../../.ci/vulncheck.sh", "../../.ci/fuzz.sh"} {
 		if out, err := exec.Command("bash", "-n", script).CombinedOutput(); err != nil {
 			t.Fatalf("bash -n %s: %v\n%s", script, err, out)
 		}
