@@ -26,24 +26,26 @@ not_run() {
 # module_db prints the directory of a database built from VULNDB_MODULE,
 # building it once per version; its messages go to standard error.
 module_db() {
-	local version=${VULNDB_MODULE##*@}
-	local cache=${XDG_CACHE_HOME:-$HOME/.cache}/changeprop/vulndb/$version
-	if [ -f "$cache/db/index/modules.json" ]; then
-		echo "$cache/db"
-		return 0
-	fi
-	local tmp info dir when
+	local tmp info version dir when cache
 	tmp=$(mktemp -d) || return 1
 	# shellcheck disable=SC2064 # expand tmp now
 	trap "rm -rf '$tmp'" RETURN
+	# The module cache answers at once for a version it holds; a query
+	# (@latest) asks the proxy and names the version it found.
 	info=$(cd "$tmp" && GOFLAGS='' GO111MODULE=on "$GO" mod download -json "$VULNDB_MODULE") || {
 		echo "downloading $VULNDB_MODULE failed" >&2
 		return 1
 	}
+	version=$(sed -n 's/^[[:space:]]*"Version": "\(.*\)",$/\1/p' <<<"$info")
 	dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' <<<"$info")
+	cache=${XDG_CACHE_HOME:-$HOME/.cache}/changeprop/vulndb/$version
+	if [ -n "$version" ] && [ -f "$cache/db/index/modules.json" ]; then
+		echo "$cache/db"
+		return 0
+	fi
 	when=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$(sed -n 's/^[[:space:]]*"Info": "\(.*\)",$/\1/p' <<<"$info")")
-	if [ ! -d "$dir/data/osv" ] || [ -z "$when" ]; then
-		echo "$VULNDB_MODULE has no data/osv or no time" >&2
+	if [ -z "$version" ] || [ ! -d "$dir/data/osv" ] || [ -z "$when" ]; then
+		echo "$VULNDB_MODULE: no version, no data/osv or no time" >&2
 		return 1
 	fi
 	(cd "$dir" && GOFLAGS=-mod=mod "$GO" build -o "$tmp/gendb" ./cmd/gendb) >&2 || return 1
