@@ -14,7 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"changeprop/internal/testkit"
+	"changeprop/internal/jobgen"
 	"changeprop/partition"
 	"changeprop/rules"
 )
@@ -429,7 +429,7 @@ func BenchmarkSetMetaStream(b *testing.B) {
 // benchMetaStream: with at, the meta offset comes from the decode and the
 // output goes into a reused buffer, as in Repartitioner.route.
 func benchMetaStream(b *testing.B, at bool) {
-	events, mean := testkit.BenchEvents("refreshLinks", 64)
+	events, mean := jobgen.BenchEvents("refreshLinks", 64)
 	b.SetBytes(int64(mean))
 	b.ReportAllocs()
 	offs := make([]int, len(events))

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"changeprop/internal/testkit"
+	"changeprop/internal/testio"
 	"changeprop/rules"
 )
 
@@ -26,7 +26,7 @@ func TestSenderResponseBounds(t *testing.T) {
 		switch r.URL.Path {
 		case "/huge":
 			w.Header().Set("Content-Length", "104857600")
-			written <- testkit.WriteUntil(w, huge, 'y')
+			written <- testio.WriteUntil(w, huge, 'y')
 		case "/fits":
 			_, _ = w.Write([]byte(strings.Repeat("z", 32<<10)))
 		case "/fat-headers":

@@ -1,10 +1,9 @@
 package rules
 
 import (
+	"changeprop/internal/jobgen"
 	"os"
 	"testing"
-
-	"changeprop/internal/testkit"
 )
 
 // benchRaw returns the 1.1 KB refreshLinks job event of testdata.
@@ -199,7 +198,7 @@ func BenchmarkParseEventPartitioner(b *testing.B) { benchParseFor(b, "refreshLin
 // events (the bench's, padded with a pages object) for the production
 // refreshLinks rule: most of each is checked and passed over.
 func BenchmarkParseEventGenerated(b *testing.B) {
-	events, mean := testkit.BenchEvents("refreshLinks", 64)
+	events, mean := jobgen.BenchEvents("refreshLinks", 64)
 	r := loadJobQueue(b).Rule("refreshLinks")
 	b.SetBytes(int64(mean))
 	b.ReportAllocs()

@@ -7,6 +7,7 @@ package rules
 // verdicts, captures, requests, template values and fields.
 
 import (
+	"changeprop/internal/jobgen"
 	"errors"
 	"fmt"
 	"os"
@@ -14,8 +15,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"changeprop/internal/testkit"
 )
 
 // testRecorder collects the rules the tests load (mustLoad) and the events
@@ -153,9 +152,9 @@ func edgeEvents() []string {
 // skewed distribution, 0.3–4 KB, some delayed, some without sha1 and
 // root_event.
 func jobEvents(n int) []string {
-	g := testkit.NewJobGen(10)
+	g := jobgen.New(10)
 	g.DelayRate, g.MinSize, g.MaxSize = 0.3, 300, 4000
-	plain := testkit.NewJobGen(11)
+	plain := jobgen.New(11)
 	plain.Distinct = true
 	var out []string
 	for i := range n {

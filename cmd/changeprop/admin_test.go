@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 )
 
@@ -107,7 +108,7 @@ rules:
 	write("")
 	cp = startChangeprop(t, ctx, &logs, "run", "-config", cfgFile)
 	waitFor(t, cp.ctx, "ready", func() bool { code, _ := get(t, base+"/readyz"); return code == 200 })
-	gen := testkit.NewJobGen(3)
+	gen := jobgen.New(3)
 	gen.Distinct = true
 	var recs []testkit.Record
 	for range 50 {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -55,12 +56,12 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	})
 	defer runner.Close()
 
-	gen := testkit.NewJobGen(time.Now().UnixNano())
+	gen := jobgen.New(time.Now().UnixNano())
 	gen.Now = time.Now
-	jobTypes := testkit.JobTypes()
+	jobTypes := jobgen.Types()
 	// The job topics, their retry topics and the error topic.
 	for _, jt := range jobTypes {
-		for _, t := range []string{testkit.JobTopic(jt), "changeprop-dev.retry." + testkit.JobTopic(jt)} {
+		for _, t := range []string{jobgen.Topic(jt), "changeprop-dev.retry." + jobgen.Topic(jt)} {
 			if err := cluster.CreateTopic(ctx, t, devPartitions); err != nil {
 				fmt.Fprintln(stderr, "create topic:", err)
 				return 1
@@ -156,7 +157,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 
 // produceJobs writes n job events as fast as the cluster takes them, or,
 // when n is 0, rate events per second until ctx ends.
-func produceJobs(ctx context.Context, c *testkit.Cluster, gen *testkit.JobGen, n int64, rate int) error {
+func produceJobs(ctx context.Context, c *testkit.Cluster, gen *jobgen.Gen, n int64, rate int) error {
 	const batch = 500
 	if n > 0 {
 		for sent := int64(0); sent < n; {
@@ -183,7 +184,7 @@ func produceJobs(ctx context.Context, c *testkit.Cluster, gen *testkit.JobGen, n
 	}
 }
 
-func jobBatch(gen *testkit.JobGen, n int) []testkit.Record {
+func jobBatch(gen *jobgen.Gen, n int) []testkit.Record {
 	recs := make([]testkit.Record, n)
 	for i := range recs {
 		topic, value := gen.Next()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 )
 
@@ -328,7 +329,7 @@ func BenchmarkJobRunnerSim(b *testing.B) {
 func benchmarkJobRunnerSim(b *testing.B, server string) {
 	sim := newJobSim(latencyDist{}, 0, 0, true)
 	base := startSim(b, sim, server)
-	gen := testkit.NewJobGen(1)
+	gen := jobgen.New(1)
 	gen.MinSize, gen.MaxSize = 512, 4096
 	jobs := make([][]byte, 64)
 	for i := range jobs {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 )
 
@@ -60,7 +61,7 @@ func TestKill9DuringAStream(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	gen := testkit.NewJobGen(int64(seed))
+	gen := jobgen.New(int64(seed))
 	gen.Distinct = true // counted by delivery, not deduplicated
 	ids := make(chan []string, 1)
 	go func() {

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"changeprop/dispatch/kafka"
-	"changeprop/internal/testkit"
+	"changeprop/internal/jobgen"
 )
 
 // loadgenOptions are the flags of `changeprop loadgen`.
@@ -302,8 +302,8 @@ func (l *loadgen) pregenerate() (n int, size int64) {
 }
 
 // newGen returns worker w's generator.
-func (l *loadgen) newGen(w int) *testkit.JobGen {
-	gen := testkit.NewJobGen(l.o.seed + int64(w))
+func (l *loadgen) newGen(w int) *jobgen.Gen {
+	gen := jobgen.New(l.o.seed + int64(w))
 	gen.Now = time.Now
 	gen.MinSize, gen.MaxSize = l.o.minSize, l.o.maxSize
 	gen.DelayRate = l.o.delayRate
@@ -314,12 +314,12 @@ func (l *loadgen) newGen(w int) *testkit.JobGen {
 
 // generate makes the k-th event of a worker: of the next job type of
 // -topics in turn, or drawn from the skewed distribution without them.
-func (l *loadgen) generate(gen *testkit.JobGen, k int) (topic string, value []byte) {
+func (l *loadgen) generate(gen *jobgen.Gen, k int) (topic string, value []byte) {
 	if len(l.o.topics) == 0 {
 		return gen.Next()
 	}
 	jt := l.o.topics[k%len(l.o.topics)]
-	return testkit.JobTopic(jt), gen.NextOfType(jt)
+	return jobgen.Topic(jt), gen.NextOfType(jt)
 }
 
 func newLoadgen(o loadgenOptions, prod producer) *loadgen {
@@ -415,7 +415,7 @@ func (l *loadgen) issue(ctx context.Context, tickets chan<- struct{}) {
 // issueTick is how often a fixed rate's tickets are issued.
 const issueTick = time.Millisecond
 
-func (l *loadgen) produceOne(gen *testkit.JobGen, k int) error {
+func (l *loadgen) produceOne(gen *jobgen.Gen, k int) error {
 	var topic string
 	var value []byte
 	if l.pre != nil {
@@ -425,7 +425,7 @@ func (l *loadgen) produceOne(gen *testkit.JobGen, k int) error {
 		}
 		topic, value = l.pre[i].topic, l.pre[i].value
 		l.pre[i] = pregenerated{} // the producer holds its own copy once it has it
-		if err := testkit.Restamp(value, time.Now()); err != nil {
+		if err := jobgen.Restamp(value, time.Now()); err != nil {
 			return err
 		}
 	} else {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 )
 
@@ -212,7 +213,7 @@ func TestLoadgenPregenerate(t *testing.T) {
 	}
 	types := map[string]int{}
 	for i, v := range prod.values {
-		if err := testkit.VerifySignature(v); err != nil {
+		if err := jobgen.VerifySignature(v); err != nil {
 			t.Fatal(err)
 		}
 		var ev struct {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 )
 
@@ -126,7 +127,7 @@ func TestRunDeliversKcatEventsAndDrainsOnSIGTERM(t *testing.T) {
 
 	dir := t.TempDir()
 	var lines bytes.Buffer
-	gen := testkit.NewJobGen(7)
+	gen := jobgen.New(7)
 	gen.Distinct = true // counted by delivery, not deduplicated
 	for range n {
 		lines.Write(gen.NextOfType("refreshLinks"))

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -132,7 +133,7 @@ func TestSecuredServiceLeaksNoSecret(t *testing.T) {
 	cp := startChangepropEnv(t, ctx, &logs, s.env(), "run", "-config", cfgFile, "-log-level", "debug")
 	waitFor(t, cp.ctx, "ready", func() bool { code, _ := get(t, base+"/readyz"); return code == 200 })
 
-	gen := testkit.NewJobGen(5)
+	gen := jobgen.New(5)
 	gen.Distinct = true
 	var recs []testkit.Record
 	for range 20 {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"changeprop/dispatch"
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -45,7 +46,7 @@ func TestSIGTERMWithKafkaGone(t *testing.T) {
 	var logs syncBuffer
 	cp := startChangeprop(t, ctx, &logs, "run", "-create-topics", "-config", cfgFile)
 
-	gen := testkit.NewJobGen(3)
+	gen := jobgen.New(3)
 	gen.Distinct = true
 	var recs []testkit.Record
 	for range 200 {

@@ -14,6 +14,7 @@ import (
 
 	"changeprop/breaker"
 	"changeprop/dispatch"
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -162,7 +163,7 @@ rules:
 	}
 	var tr transitions
 	set := breaker.NewSet(breakerSettings(cfg.Rules[0]), tr.option())
-	gen := testkit.NewJobGen(31)
+	gen := jobgen.New(31)
 	var ids []string
 	produced := make(chan struct{})
 	go func() {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"changeprop/dispatch"
+	"changeprop/internal/testio"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -55,7 +56,7 @@ func TestHostileInputLeavesTheServiceRunning(t *testing.T) {
 		mu.Unlock()
 		switch ev.Type {
 		case "huge-response":
-			hugeWritten <- testkit.WriteUntil(w, huge, 'r')
+			hugeWritten <- testio.WriteUntil(w, huge, 'r')
 		case "fat-headers":
 			w.Header().Set("X-Fat", strings.Repeat("h", 256<<10))
 			w.WriteHeader(200)

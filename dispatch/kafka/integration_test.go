@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -48,7 +49,7 @@ func TestDeliverEveryJobOnceAndCommitToTheEnd(t *testing.T) {
 	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Topics: map[string]int{topic: 4}})
 	jr := testkit.NewJobRunner(t, testkit.JobRunnerOptions{KeepBodies: true})
 
-	gen := testkit.NewJobGen(42)
+	gen := jobgen.New(42)
 	sent := make(map[string][]byte, n)
 	recs := make([]testkit.Record, 0, 1000)
 	for i := 0; i < n; i++ {
@@ -162,7 +163,7 @@ func TestCommitsInTheBackground(t *testing.T) {
 	defer cancel()
 	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Topics: map[string]int{topic: 2}})
 	jr := testkit.NewJobRunner(t, testkit.JobRunnerOptions{})
-	gen := testkit.NewJobGen(7)
+	gen := jobgen.New(7)
 	recs := make([]testkit.Record, n)
 	for i := range recs {
 		recs[i] = testkit.Record{Topic: topic, Partition: int32(i % 2), Value: gen.NextOfType("refreshLinks")}

@@ -15,6 +15,7 @@ import (
 
 	"changeprop/dispatch"
 	"changeprop/dispatch/kafka"
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -127,7 +128,7 @@ func TestRepartitionProductionMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen := testkit.NewJobGen(11)
+	gen := jobgen.New(11)
 	byID := map[string][]byte{}
 	var recs []testkit.Record
 	for i := 0; i < n; i++ {

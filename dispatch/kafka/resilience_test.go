@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -46,7 +47,7 @@ func loadRule(t *testing.T, brokers, strategy, topic, runner string) *rules.Conf
 
 // jobs produces n refreshLinks jobs round-robin over the partitions and
 // returns their ids.
-func produceJobs(t *testing.T, ctx context.Context, c *testkit.Cluster, gen *testkit.JobGen, topic string, partitions, n int) []string {
+func produceJobs(t *testing.T, ctx context.Context, c *testkit.Cluster, gen *jobgen.Gen, topic string, partitions, n int) []string {
 	t.Helper()
 	ids := make([]string, 0, n)
 	var recs []testkit.Record
@@ -127,7 +128,7 @@ func TestMalformedEventsGoToTheErrorTopic(t *testing.T) {
 	defer cancel()
 	cluster := testkit.NewCluster(t, testkit.ClusterOptions{Topics: map[string]int{topic: 4, "cpjobqueue.error": 1}})
 	jr := testkit.NewJobRunner(t, testkit.JobRunnerOptions{KeepBodies: true})
-	gen := testkit.NewJobGen(3)
+	gen := jobgen.New(3)
 	bad := map[string]bool{}
 	var recs []testkit.Record
 	for i := 0; i < n; i++ {
@@ -216,7 +217,7 @@ func TestInstancesJoinAndLeave(t *testing.T) {
 				Latency:    func() time.Duration { return time.Millisecond },
 			})
 			cfg := loadRule(t, cluster.Addr(), strategy, topic, jr.URL())
-			gen := testkit.NewJobGen(11)
+			gen := jobgen.New(11)
 
 			// The stream: 12 batches of 1,000, one every 200ms.
 			var ids []string
@@ -279,7 +280,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen := testkit.NewJobGen(5)
+	gen := jobgen.New(5)
 	a := produceJobs(t, ctx, cluster, gen, "mediawiki.job.a", 2, 100)
 	produceJobs(t, ctx, cluster, gen, "mediawiki.job.excluded", 2, 100)
 	produceJobs(t, ctx, cluster, gen, "other.topic", 1, 100)
@@ -335,7 +336,7 @@ func TestRecoversFromInjectedKafkaFaults(t *testing.T) {
 			return nil, fmt.Errorf("injected fault"), true
 		})
 	}
-	gen := testkit.NewJobGen(9)
+	gen := jobgen.New(9)
 	ids := produceJobs(t, ctx, cluster, gen, topic, 4, n/2)
 	badRecs := make([]testkit.Record, 100)
 	for i := range badRecs {

@@ -13,6 +13,7 @@ import (
 
 	"changeprop/dispatch"
 	"changeprop/dispatch/kafka"
+	"changeprop/internal/jobgen"
 	"changeprop/internal/testkit"
 	"changeprop/rules"
 )
@@ -140,7 +141,7 @@ func TestRetriesRunWhenDueAndEndOnTheErrorTopic(t *testing.T) {
 		t.Run(fmt.Sprintf("retry_limit=%d", limit), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			gen := testkit.NewJobGen(21)
+			gen := jobgen.New(21)
 			flaky, broken := gen.NextOfType("refreshLinks"), gen.NextOfType("refreshLinks")
 			flakyID, brokenID := metaField(t, flaky, "id"), metaField(t, broken, "id")
 			sc := newScript(func(id string, n int) (int, http.Header) {
@@ -208,7 +209,7 @@ func TestRetriesRunWhenDueAndEndOnTheErrorTopic(t *testing.T) {
 func TestReadonlyRetriesBeyondTheLimit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	gen := testkit.NewJobGen(22)
+	gen := jobgen.New(22)
 	job := gen.NextOfType("refreshLinks")
 	id := metaField(t, job, "id")
 	sc := newScript(func(_ string, n int) (int, http.Header) {
@@ -241,7 +242,7 @@ func TestStreamWithFailures(t *testing.T) {
 	const n = 20000
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	gen := testkit.NewJobGen(23)
+	gen := jobgen.New(23)
 	kind := map[string]int{} // 0 ok, 1 fails once, 2 always fails
 	var recs []testkit.Record
 	for i := 0; i < n; i++ {
@@ -328,7 +329,7 @@ func TestDelayedJobs(t *testing.T) {
 	defer cancel()
 	sc := newScript(func(string, int) (int, http.Header) { return 200, nil })
 	cluster, cfg := retrySetup(t, 2, sc)
-	gen := testkit.NewJobGen(24)
+	gen := jobgen.New(24)
 	gen.Now = time.Now
 	runner, stop := startRunner(t, cfg, cfg.Rules[0])
 	warm := gen.NextOfType("refreshLinks")
@@ -429,7 +430,7 @@ func TestFatalProducerEndsRetriesAtOnce(t *testing.T) {
 	if err := p.ProduceAsync(topic, -1, nil, []byte(`{}`), func(error) {}); !errors.Is(err, dispatch.ErrFatal) {
 		t.Fatalf("ProduceAsync after the fatal error = %v, want one wrapping dispatch.ErrFatal", err)
 	}
-	gen := testkit.NewJobGen(5)
+	gen := jobgen.New(5)
 	produceJobs(t, ctx, cluster, gen, topic, 2, 10)
 	r, stop := startRunner(t, cfg, cfg.Rules[0], func(rc *dispatch.RunnerConfig) { rc.Producer = p })
 	waitFor(t, ctx, "10 passes ended without their retry event", func() bool { return r.Stats().Cancelled.Load() >= 10 })

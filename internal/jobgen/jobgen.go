@@ -1,4 +1,4 @@
-package testkit
+package jobgen
 
 import (
 	"bytes"
@@ -16,16 +16,16 @@ import (
 	"time"
 )
 
-// JobSchema is the $schema of MediaWiki job events.
-const JobSchema = "/mediawiki/job/1.0.0"
+// Schema is the $schema of MediaWiki job events.
+const Schema = "/mediawiki/job/1.0.0"
 
-// JobTopic returns the topic, and stream name, of jobs of jobType.
-func JobTopic(jobType string) string { return "mediawiki.job." + jobType }
+// Topic returns the topic, and stream name, of jobs of jobType.
+func Topic(jobType string) string { return "mediawiki.job." + jobType }
 
 // dtLayout is meta.dt: RFC 3339 in UTC with milliseconds.
 const dtLayout = "2006-01-02T15:04:05.000Z07:00"
 
-// jobGenStart is where a JobGen's own clock starts.
+// jobGenStart is where a Gen's own clock starts.
 var jobGenStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // signatureKey signs events like EventBus does with $wgSecretKey.
@@ -36,7 +36,7 @@ type weighted[T any] struct {
 	w int
 }
 
-// jobTypes are the job types JobGen.Next draws from, with their weights.
+// jobTypes are the job types Gen.Next draws from, with their weights.
 // The weights follow the shape of Wikimedia production: refreshLinks
 // dominates, a long tail behind it.
 var jobTypes = []weighted[string]{
@@ -73,8 +73,8 @@ var wikis = []weighted[wiki]{
 	{wiki{"metawiki", "meta.wikimedia.org"}, 1},
 }
 
-// JobTypes returns the job types Next draws from, most frequent first.
-func JobTypes() []string {
+// Types returns the job types Next draws from, most frequent first.
+func Types() []string {
 	out := make([]string, len(jobTypes))
 	for i, t := range jobTypes {
 		out[i] = t.v
@@ -88,10 +88,10 @@ var titleWords = []string{
 	"Mountain", "Island", "Symphony", "Bridge", "Castle", "Library", "Museum", "Airport", "Lake",
 }
 
-// JobGen generates realistic MediaWiki job events. The same seed gives
+// Gen generates realistic MediaWiki job events. The same seed gives
 // the same sequence of events. It is safe for concurrent use (the order
 // then depends on the callers).
-type JobGen struct {
+type Gen struct {
 	// Now stamps meta.dt and the derived timestamps. Nil means the
 	// generator's own clock: 2026-01-01T00:00:00Z, advancing 1–20 ms per
 	// event, so output depends on the seed only. Dev mode sets time.Now.
@@ -124,9 +124,9 @@ type JobGen struct {
 	clock time.Time
 }
 
-// NewJobGen returns a generator seeded with seed.
-func NewJobGen(seed int64) *JobGen {
-	return &JobGen{
+// New returns a generator seeded with seed.
+func New(seed int64) *Gen {
+	return &Gen{
 		rand:  rand.New(rand.NewPCG(uint64(seed), 0x6a6f6267656e)),
 		clock: jobGenStart,
 	}
@@ -134,16 +134,16 @@ func NewJobGen(seed int64) *JobGen {
 
 // Next returns an event of a job type drawn from the skewed distribution,
 // and its topic "mediawiki.job.<type>".
-func (g *JobGen) Next() (topic string, value []byte) {
+func (g *Gen) Next() (topic string, value []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	jobType := pick(g.rand, jobTypes)
-	return JobTopic(jobType), g.event(jobType)
+	return Topic(jobType), g.event(jobType)
 }
 
 // NextOfType returns an event of jobType, on a wiki drawn from the skewed
 // distribution. Unknown types get the common params only.
-func (g *JobGen) NextOfType(jobType string) []byte {
+func (g *Gen) NextOfType(jobType string) []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.event(jobType)
@@ -176,7 +176,7 @@ type rootEvent struct {
 }
 
 // event builds one event; g.mu is held.
-func (g *JobGen) event(jobType string) []byte {
+func (g *Gen) event(jobType string) []byte {
 	r := g.rand
 	now := g.now()
 	w := pick(r, wikis)
@@ -250,14 +250,14 @@ func (g *JobGen) event(jobType string) []byte {
 	}
 
 	ev := jobEvent{
-		Schema: JobSchema,
+		Schema: Schema,
 		Meta: jobMeta{
 			URI:       "https://" + w.domain + "/wiki/Special:Badtitle/JobSpecification",
 			RequestID: reqID,
 			ID:        uuid(r),
 			DT:        now.Format(dtLayout),
 			Domain:    w.domain,
-			Stream:    JobTopic(jobType),
+			Stream:    Topic(jobType),
 		},
 		Database: w.db,
 		Type:     jobType,
@@ -312,12 +312,12 @@ func (g *JobGen) event(jobType string) []byte {
 }
 
 // signatureSuffix is the length of `,"mediawiki_signature":"<40 hex>"}`,
-// the end of every event JobGen makes.
+// the end of every event Gen makes.
 const signatureSuffix = len(`,"mediawiki_signature":""}`) + 2*sha1.Size
 
 var closingBrace = []byte{'}'}
 
-// VerifySignature returns an error unless ev, an event JobGen made, ends
+// VerifySignature returns an error unless ev, an event Gen made, ends
 // with the mediawiki_signature of the rest of it.
 func VerifySignature(ev []byte) error {
 	const field = `,"mediawiki_signature":"`
@@ -350,7 +350,7 @@ func sign(parts ...[]byte) [sha1.Size]byte {
 	return sum
 }
 
-// Restamp sets meta.dt of ev, an event JobGen made, to dt in the layout
+// Restamp sets meta.dt of ev, an event Gen made, to dt in the layout
 // it already has (milliseconds or microseconds), and signs it again. It
 // works in place, without allocating: a load generator makes its events
 // before a run and stamps each as it sends it, so that generation costs
@@ -359,7 +359,7 @@ func Restamp(ev []byte, dt time.Time) error {
 	const at = `"dt":"` // meta comes first, and its dt before any other
 	i := bytes.Index(ev, []byte(at))
 	if i < 0 || len(ev) < signatureSuffix || !bytes.HasSuffix(ev, []byte(`"}`)) {
-		return fmt.Errorf("testkit: not an event of JobGen: %.80q", ev)
+		return fmt.Errorf("testkit: not an event of Gen: %.80q", ev)
 	}
 	i += len(at)
 	end := bytes.IndexByte(ev[i:], '"')
@@ -371,7 +371,7 @@ func Restamp(ev []byte, dt time.Time) error {
 	case len("2006-01-02T15:04:05.000Z"):
 		stamp = dt.UTC().AppendFormat(buf[:0], dtLayout)
 	default:
-		return fmt.Errorf("testkit: meta.dt %.40q is not one JobGen writes", ev[i:])
+		return fmt.Errorf("testkit: meta.dt %.40q is not one Gen writes", ev[i:])
 	}
 	if len(stamp) != end {
 		return fmt.Errorf("testkit: %v does not fit meta.dt %q", dt, ev[i:i+end])
@@ -426,7 +426,7 @@ func pagesPadding(r *rand.Rand, n int) []byte {
 }
 
 // now returns the event time; g.mu is held.
-func (g *JobGen) now() time.Time {
+func (g *Gen) now() time.Time {
 	if g.Now != nil {
 		return g.Now().UTC()
 	}
@@ -435,7 +435,7 @@ func (g *JobGen) now() time.Time {
 }
 
 // page draws a namespace and title that fit the wiki.
-func (g *JobGen) page(db string) (int, string) {
+func (g *Gen) page(db string) (int, string) {
 	r := g.rand
 	switch db {
 	case "wikidatawiki":
@@ -511,7 +511,7 @@ func sha1Hex(parts ...any) string {
 // bench's backlogs are, from a generator seeded with 1, and their mean
 // size in bytes: the input of the hot-path benchmarks.
 func BenchEvents(jobType string, n int) (events [][]byte, mean int) {
-	g := NewJobGen(1)
+	g := New(1)
 	g.MinSize, g.MaxSize = 500, 4000
 	events = make([][]byte, n)
 	size := 0

@@ -11,8 +11,6 @@
 //   - ActionAPI: an HTTP server that answers MediaWiki Action API list
 //     queries (list=backlinks, list=embeddedin) from a fixed map of
 //     dependent pages, paging with continue tokens, and records them.
-//   - JobGen: a seeded generator of realistic mediawiki.job.<type> events
-//     with a skewed mix of job types and wikis.
 //
 // It does not: run a real Kafka or MediaWiki, simulate broker failures on
 // its own (use Cluster.Kfake for kfake's fault injection), or bound
@@ -27,7 +25,7 @@
 //		Topics: map[string]int{"mediawiki.job.refreshLinks": 4},
 //	})
 //	runner := testkit.NewJobRunner(t, testkit.JobRunnerOptions{Seed: 1, FailureRate: 0.1, KeepBodies: true})
-//	gen := testkit.NewJobGen(1)
+//	gen := jobgen.New(1)
 //	var recs []testkit.Record
 //	for range 100 {
 //		v := gen.NextOfType("refreshLinks")

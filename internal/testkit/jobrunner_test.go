@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"bytes"
+	"changeprop/internal/jobgen"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,7 +41,7 @@ func post(t *testing.T, ctx context.Context, method, url string, body []byte) (*
 }
 
 func TestJobRunnerModes(t *testing.T) {
-	job := NewJobGen(1).NextOfType("refreshLinks")
+	job := jobgen.New(1).NextOfType("refreshLinks")
 	tests := []struct {
 		name       string
 		opts       JobRunnerOptions
@@ -123,7 +124,7 @@ func TestJobRunnerRates(t *testing.T) {
 	const n = 400
 	ctx := testCtx(t)
 	j := NewJobRunner(t, JobRunnerOptions{Seed: 7, FailureRate: 0.25, ReadonlyRate: 0.25})
-	job := NewJobGen(1).NextOfType("htmlCacheUpdate")
+	job := jobgen.New(1).NextOfType("htmlCacheUpdate")
 	counts := map[string]int{}
 	for range n {
 		resp, _ := post(t, ctx, http.MethodPost, j.URL()+"/any/path", job)
@@ -167,7 +168,7 @@ func TestJobRunnerMaxConcurrent(t *testing.T) {
 				return 0, nil, nil, false
 			}})
 			go func() { arrived.Wait(); close(all) }()
-			job := NewJobGen(2).NextOfType("cdnPurge")
+			job := jobgen.New(2).NextOfType("cdnPurge")
 			errs := make(chan error, tt.clients)
 			for range tt.clients {
 				go func() {
@@ -200,7 +201,7 @@ func TestJobRunnerWaitFor(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- j.WaitFor(ctx, 3) }()
-	job := NewJobGen(3).NextOfType("refreshLinks")
+	job := jobgen.New(3).NextOfType("refreshLinks")
 	for range 3 {
 		post(t, ctx, http.MethodPost, j.URL()+RunSingleJobPath, job)
 	}
@@ -231,7 +232,7 @@ func TestJobRunnerClientGone(t *testing.T) {
 func TestJobRunnerMaxRecorded(t *testing.T) {
 	ctx := testCtx(t)
 	j := NewJobRunner(t, JobRunnerOptions{MaxRecorded: 10})
-	job := NewJobGen(4).NextOfType("refreshLinks")
+	job := jobgen.New(4).NextOfType("refreshLinks")
 	for range 25 {
 		post(t, ctx, http.MethodPost, j.URL()+RunSingleJobPath, job)
 	}
@@ -240,5 +241,26 @@ func TestJobRunnerMaxRecorded(t *testing.T) {
 	}
 	if j.Count() != 25 {
 		t.Errorf("Count = %d, want 25", j.Count())
+	}
+}
+
+// TestJobRunnerAcceptsJobGen: every event jobgen makes, of every job type and
+// of an unknown one, is one the JobRunner accepts as RunSingleJob.php would.
+func TestJobRunnerAcceptsJobGen(t *testing.T) {
+	g := jobgen.New(42)
+	for range 200 {
+		if _, v := g.Next(); validateJobEvent(v) != nil {
+			t.Fatalf("JobRunner would reject %s: %v", v, validateJobEvent(v))
+		}
+	}
+	for _, jt := range append(jobgen.Types(), "someUnknownJob") {
+		for range 20 {
+			if v := g.NextOfType(jt); validateJobEvent(v) != nil {
+				t.Fatalf("JobRunner would reject %s: %v", v, validateJobEvent(v))
+			}
+		}
+	}
+	if validateJobEvent([]byte(`{"type":"x"}`)) == nil {
+		t.Fatal("an event without meta was accepted")
 	}
 }
